@@ -1,0 +1,194 @@
+"""Grade a class: find the submissions, grade each in its own worker process, write the reports."""
+import csv
+import html
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+
+from . import course
+from .grading import DEFAULT_CELL_TIMEOUT, DEFAULT_SUBMISSION_TIMEOUT, file_digest
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+
+
+class Submission:
+    def __init__(self, student_id, assignment, path, note=""):
+        self.student_id, self.assignment, self.path, self.note = student_id, assignment, path, note
+
+    @property
+    def key(self):
+        return f"{self.student_id}/{self.assignment}"
+
+
+def _unzip(archive, target):
+    """Extract an LMS download safely: no absolute paths, no '..', no links."""
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            name = Path(info.filename)
+            if info.is_dir() or name.is_absolute() or ".." in name.parts:
+                continue
+            dest = target / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+    return target
+
+
+def collect(root, assignments, explicit=False):
+    """Submissions under `root`: the tree <student>/<assignment>/<notebook>.ipynb, or flat files
+    <student>_<assignment>.ipynb (an LMS download). With `explicit`, a student without one of the
+    assignments gets a `missing` row."""
+    root = Path(root)
+    subs, skipped = {}, []
+    for entry in sorted(root.iterdir()):
+        if entry.is_file() and entry.suffix == ".ipynb":
+            match = next((a for a in assignments if entry.stem.endswith(f"_{a}")), None)
+            student = entry.stem[: -len(match) - 1] if match else None
+            if not match or not student or not SAFE_ID.match(student):
+                skipped.append(f"{entry.name}: not named <student_id>_<assignment>.ipynb")
+                continue
+            subs[f"{student}/{match}"] = Submission(student, match, entry)
+        elif entry.is_dir() and not entry.name.startswith("."):
+            if not SAFE_ID.match(entry.name):
+                skipped.append(f"{entry.name}/: not a valid student id")
+                continue
+            for folder in sorted(p for p in entry.iterdir() if p.is_dir()):
+                if folder.name not in assignments:
+                    skipped.append(f"{entry.name}/{folder.name}: not one of the assignments graded")
+                    continue
+                found = sorted(folder.glob("*.ipynb"))
+                expected = course.source_notebook(folder.name).name
+                path = next((p for p in found if p.name == expected), found[0] if found else None)
+                note = f"{len(found)} notebooks submitted; graded {path.name}" if len(found) > 1 else ""
+                subs[f"{entry.name}/{folder.name}"] = Submission(entry.name, folder.name, path, note)
+    if explicit:
+        students = sorted({s.student_id for s in subs.values()})
+        for student in students:
+            for assignment in assignments:
+                subs.setdefault(f"{student}/{assignment}", Submission(student, assignment, None))
+    return [subs[k] for k in sorted(subs)], skipped
+
+
+def _kill_tree(pid):
+    try:
+        parent = psutil.Process(pid)
+        procs = parent.children(recursive=True) + [parent]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _run_job(sub, out, only_tests, cell_timeout, submission_timeout):
+    result_path = out / "results" / sub.student_id / f"{sub.assignment}.json"
+    digest = file_digest(sub.path)
+    if result_path.exists():
+        try:
+            old = json.loads(result_path.read_text())
+            if old.get("digest") == digest:
+                return old  # already graded, same file: re-running a batch is idempotent
+        except ValueError:
+            pass
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    job = {"student_id": sub.student_id, "assignment": sub.assignment,
+           "path": str(sub.path) if sub.path else None, "only_tests": only_tests,
+           "cell_timeout": cell_timeout, "submission_timeout": submission_timeout, "digest": digest,
+           "result": str(result_path),
+           "save_to": str(out / "autograded" / sub.student_id / sub.assignment / f"{sub.assignment}.ipynb")}
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(job, handle)
+    proc = subprocess.Popen([sys.executable, "-m", "autograder.grading", handle.name],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        log, _ = proc.communicate(timeout=submission_timeout + 120)
+        failure = f"the grader failed (exit {proc.returncode}): {log.strip()[-300:]}"
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc.pid)
+        proc.communicate()
+        failure = "the grader was stopped after the submission's time limit"
+    finally:
+        os.unlink(handle.name)
+    if result_path.exists() and proc.returncode == 0:
+        result = json.loads(result_path.read_text())
+    else:  # never a silent zero: a row that says the grader itself failed
+        result = {"student_id": sub.student_id, "assignment": sub.assignment, "status": "crashed",
+                  "message": failure, "score": 0.0, "max_score": 0.0, "tests": [], "notes": [], "digest": None}
+    if sub.note:
+        result["message"] = "; ".join(filter(None, [sub.note, result["message"]]))
+    return result
+
+
+def grade_all(subs, out, workers=None, only_tests=False, cell_timeout=DEFAULT_CELL_TIMEOUT,
+              submission_timeout=DEFAULT_SUBMISSION_TIMEOUT, progress=print):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = workers or os.cpu_count() or 1
+    results = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_run_job, s, out, only_tests, cell_timeout, submission_timeout) for s in subs]
+        for sub, future in zip(subs, futures):
+            result = future.result()
+            results.append(result)
+            if progress:
+                progress(f"  {sub.key:<40} {result['status']:<16} {result['score']:g}/{result['max_score']:g}")
+    return results
+
+
+def write_reports(results, out):
+    out = Path(out)
+    with open(out / "grades.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student_id", "assignment", "score", "max_score", "status", "message"])
+        for r in results:
+            writer.writerow([r["student_id"], r["assignment"], f"{r['score']:g}", f"{r['max_score']:g}",
+                             r["status"], r["message"]])
+    with open(out / "scores.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["student_id", "assignment", "test", "score", "max_score"])
+        for r in results:
+            for t in r["tests"]:
+                writer.writerow([r["student_id"], r["assignment"], t["test"], f"{t['score']:g}", f"{t['max_score']:g}"])
+    for r in results:
+        path = out / "feedback" / r["student_id"] / f"{r['assignment']}.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(feedback_html(r))
+
+
+def feedback_html(r):
+    """Feedback built from results only: test names, points and error messages; no test source."""
+    e = html.escape
+    rows = "".join(
+        f"<tr class='{'ok' if t['score'] >= t['max_score'] else 'bad'}'><td>{e(t['test'])}</td>"
+        f"<td>{t['score']:g} / {t['max_score']:g}</td>"
+        f"<td>{e(t['error'] or ('passed' if t['score'] >= t['max_score'] else 'partial credit'))}</td></tr>"
+        for t in r["tests"])
+    message = f"<p class='status'>{e(r['status'])}: {e(r['message'])}</p>" if r["message"] else ""
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(r['assignment'])}: feedback</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+            "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em .6em;"
+            "text-align:left;vertical-align:top}.ok td:first-child{color:#176f2c}.bad td:first-child{color:#a61b1b}"
+            ".status{background:#fff4ce;padding:.5em}</style></head><body>"
+            f"<h1>{e(r['assignment'])}: {r['score']:g} / {r['max_score']:g}</h1>"
+            f"<p>Student: {e(r['student_id'])}</p>{message}"
+            f"<table><tr><th>test</th><th>points</th><th>result</th></tr>{rows}</table></body></html>")
+
+
+def print_table(results, stream=sys.stdout):
+    width = max([len(r["student_id"]) for r in results] + [7])
+    print(f"{'student':<{width}}  {'assignment':<14} {'score':>11}  status", file=stream)
+    for r in results:
+        score = f"{r['score']:g}/{r['max_score']:g}"
+        print(f"{r['student_id']:<{width}}  {r['assignment']:<14} {score:>11}  {r['status']}"
+              + (f"  ({r['message'][:80]})" if r["message"] else ""), file=stream)

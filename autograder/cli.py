@@ -1,0 +1,252 @@
+"""`autograder`: the instructor's commands (release, validate, grade, check, mutants, demo)."""
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from . import batch, course, notebooks
+from .execute import run_notebook
+from .grading import GRADING_ENV, score_cell
+
+HERE = Path(__file__).resolve().parent
+
+
+def _nbgrader_api(root):
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    config.CourseDirectory.root = str(root)
+    return NbGraderAPI(config=config)
+
+
+def check_stripped(source_nb, release_nb, assignment):
+    """Prove by content that no solution line and no hidden-test line reached the release."""
+    leaked = []
+    release_text = "\n".join(cell.source for cell in release_nb.cells)
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+        if marker in release_text:
+            leaked.append(f"marker {marker!r}")
+    release_lines = {line.strip() for line in release_text.splitlines()}
+    for cell in source_nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if "BEGIN SOLUTION" in line or "BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "END SOLUTION" in line or "END HIDDEN TESTS" in line:
+                inside = False
+            elif inside and len(line.strip()) > 12 and line.strip() in release_lines:
+                leaked.append(f"{notebooks.grade_id(cell)}: {line.strip()[:60]!r}")
+    if any(cell.get("outputs") for cell in release_nb.cells if cell.cell_type == "code"):
+        leaked.append("stored outputs")
+    if leaked:
+        raise SystemExit(f"release of {assignment} is not clean: " + "; ".join(leaked[:5]))
+
+
+def cmd_release(args):
+    root = course.course_root()
+    release = root / "release"
+    api = _nbgrader_api(root)
+    for assignment in course.pick(args.assignments):
+        result = api.generate_assignment(assignment, force=True, create=True)
+        if not result["success"]:
+            print(result["log"], result.get("error") or "", file=sys.stderr)
+            raise SystemExit(f"nbgrader could not release {assignment}")
+        name = course.source_notebook(assignment).name
+        check_stripped(notebooks.read(course.source_notebook(assignment)),
+                       notebooks.read(release / assignment / name), assignment)
+        print(f"released {assignment} -> release/{assignment}/{name} (solutions and hidden tests stripped)")
+    # What students need beside the notebooks: course_utils, the pinned versions, how to start.
+    import course_utils
+
+    shutil.copytree(Path(course_utils.__file__).parent, release / "course_utils", dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    if (root / "requirements.lock").exists():
+        shutil.copy(root / "requirements.lock", release / "requirements.lock")
+    shutil.copy(HERE / "student_pyproject.toml", release / "pyproject.toml")
+    shutil.copy(HERE / "student_README.md", release / "README.md")
+    print(f"student bundle ready: {release} (hand out this folder, or a zip of it)")
+
+
+def _samples(assignment, mutant_files=()):
+    """Sample submissions made from the source: the reference, the bare release, and mutants."""
+    source_nb = notebooks.read(course.source_notebook(assignment))
+    release_nb = notebooks.student_version(source_nb)
+    reference = notebooks.answers(source_nb)
+    samples = {"reference": notebooks.fill(release_nb, reference), "bare": release_nb}
+    for path in mutant_files:
+        gid = path.stem.split("__")[0]
+        if gid not in reference:
+            raise SystemExit(f"mutant {path.name}: {assignment} has no answer cell {gid!r}")
+        samples[f"mutant_{path.stem}"] = notebooks.fill(release_nb, {**reference, gid: path.read_text()})
+    return samples
+
+
+def _write_samples(folder, assignment, samples):
+    name = course.source_notebook(assignment).name
+    for student, nb in samples.items():
+        target = Path(folder) / student / assignment / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(target))
+
+
+def _mutant_files(assignment):
+    return sorted((course.mutants_dir() / assignment).glob("*__*.py"))
+
+
+def cmd_validate(args):
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
+        subs = []
+        for assignment in course.pick(args.assignments):
+            samples = _samples(assignment)
+            _write_samples(Path(tmp) / "in", assignment, samples)
+        subs, _ = batch.collect(Path(tmp) / "in", course.pick(args.assignments))
+        results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers)
+    for r in results:
+        if r["student_id"] == "reference" and (r["status"] != "graded" or r["score"] != r["max_score"]):
+            bad = [f"{t['test']}: {t['error']}" for t in r["tests"] if t["score"] < t["max_score"]]
+            failures.append(f"{r['assignment']}: the source does not pass its own tests ({r['status']}): {bad}")
+        if r["student_id"] == "bare":
+            passing = [t["test"] for t in r["tests"] if t["score"] > 0]
+            if passing or r["status"] != "graded":
+                failures.append(f"{r['assignment']}: the release passes {passing} ({r['status']})")
+    return _report(failures, "validate")
+
+
+def cmd_mutants(args):
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
+        assignments = course.pick(args.assignments)
+        for assignment in assignments:
+            files = _mutant_files(assignment)
+            if not files:
+                failures.append(f"{assignment}: no mutants in {course.mutants_dir() / assignment}")
+            samples = _samples(assignment, files)
+            samples.pop("bare")
+            _write_samples(Path(tmp) / "in", assignment, samples)
+        subs, _ = batch.collect(Path(tmp) / "in", assignments)
+        results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, only_tests=True)
+    for r in results:
+        lost = sorted(t["test"] for t in r["tests"] if t["score"] < t["max_score"])
+        if r["student_id"] == "reference":
+            if lost or r["status"] != "graded":
+                failures.append(f"{r['assignment']}: the reference loses points on {lost} ({r['status']})")
+            continue
+        gid = r["student_id"][len("mutant_"):].split("__")[0]
+        if f"test_{gid}" not in lost:
+            failures.append(f"{r['assignment']}/{r['student_id']}: NOT caught by test_{gid}")
+        elif lost != [f"test_{gid}"]:
+            failures.append(f"{r['assignment']}/{r['student_id']}: also costs points on {lost} (a cascade)")
+    caught = sum(1 for r in results if r["student_id"] != "reference") - len(
+        [f for f in failures if "mutant_" in f])
+    print(f"{caught} of {sum(1 for r in results if r['student_id'] != 'reference')} mutants caught on their own test only")
+    return _report(failures, "mutants")
+
+
+def _report(failures, what):
+    for failure in failures:
+        print(f"FAIL {failure}", file=sys.stderr)
+    print(f"{what}: {'OK' if not failures else f'{len(failures)} problem(s)'}")
+    return 1 if failures else 0
+
+
+def cmd_grade(args):
+    assignments = course.pick([args.assignment] if args.assignment else [])
+    src = Path(args.submissions)
+    if not src.exists():
+        raise SystemExit(f"no such folder or zip: {src}")
+    out = Path(args.out)
+    if src.is_file() and src.suffix == ".zip":
+        src = batch._unzip(src, Path(tempfile.mkdtemp(prefix="lms-")))
+    subs, skipped = batch.collect(src, assignments, explicit=bool(args.assignment))
+    for line in skipped:
+        print(f"  skipped {line}", file=sys.stderr)
+    if not subs:
+        raise SystemExit(f"no submissions found in {args.submissions} "
+                         "(expected <student>/<assignment>/<notebook>.ipynb or <student>_<assignment>.ipynb)")
+    print(f"grading {len(subs)} submission(s) with {args.workers or os.cpu_count()} worker(s) -> {out}")
+    results = batch.grade_all(subs, out, workers=args.workers, cell_timeout=args.cell_timeout,
+                              submission_timeout=args.timeout)
+    batch.write_reports(results, out)
+    print(f"wrote {out / 'grades.csv'}, {out / 'scores.csv'} and {out / 'feedback'}/")
+    return 0
+
+
+def cmd_check(args):
+    path = Path(args.notebook)
+    nb = notebooks.visible_only(notebooks.read(path))
+    with tempfile.TemporaryDirectory(prefix="check-") as tmp:
+        run_notebook(nb, cwd=path.resolve().parent if path.parent.exists() else tmp,
+                     env=GRADING_ENV, cell_timeout=args.cell_timeout)
+    total = maximum = 0
+    for cell in notebooks.tests(nb):
+        score, max_score, error = score_cell(cell)
+        total, maximum = total + score, maximum + max_score
+        mark = "ok  " if score >= max_score else "FAIL"
+        print(f"{mark} {notebooks.grade_id(cell):<36} {score:g}/{max_score:g}" + (f"  {error}" if error else ""))
+    print(f"visible tests: {total:g}/{maximum:g} (grading also runs hidden tests)")
+    return 0 if total == maximum else 1
+
+
+def cmd_demo(args):
+    root = course.course_root()
+    demo = root / "demo"
+    shutil.rmtree(demo, ignore_errors=True)
+    assignments = course.pick(args.assignments)
+    for assignment in assignments:
+        files = _mutant_files(assignment)[:1]
+        _write_samples(demo / "submissions", assignment, _samples(assignment, files))
+    print(f"sample submissions (reference, bare release, a mutant) in {demo / 'submissions'}")
+    subs, _ = batch.collect(demo / "submissions", assignments)
+    results = batch.grade_all(subs, demo / "grading", workers=args.workers, progress=None)
+    batch.write_reports(results, demo / "grading")
+    batch.print_table(results)
+    print(f"reports: {demo / 'grading' / 'grades.csv'}, {demo / 'grading' / 'scores.csv'}, {demo / 'grading' / 'feedback'}/")
+    return 0
+
+
+def main(argv=None):
+    # nbgrader creates its gradebook by running `alembic` from PATH: make sure ours is found.
+    os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    parser = argparse.ArgumentParser(prog="autograder", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    workers = dict(type=int, default=None, help="parallel submissions (default: the number of cores)")
+
+    p = sub.add_parser("release", help="student versions into release/, checked to be stripped")
+    p.add_argument("assignments", nargs="*")
+    p.set_defaults(func=cmd_release)
+    p = sub.add_parser("validate", help="the source passes all its tests; the release fails every one")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--workers", **workers)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("grade", help="grade a folder (or zip) of submissions")
+    p.add_argument("submissions", help="<student>/<assignment>/<notebook>.ipynb tree, or <student>_<assignment>.ipynb files, or a zip")
+    p.add_argument("--out", required=True, help="output folder: grades.csv, scores.csv, feedback/")
+    p.add_argument("--assignment", help="grade only this assignment (students without it get `missing`)")
+    p.add_argument("--workers", **workers)
+    p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
+    p.add_argument("--timeout", type=int, default=600, help="seconds per submission (default 600)")
+    p.set_defaults(func=cmd_grade)
+    p = sub.add_parser("check", help="a student's self-check: run a notebook with its visible tests")
+    p.add_argument("notebook")
+    p.add_argument("--cell-timeout", type=int, default=120)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("mutants", help="grade every known-wrong answer; fail if one is not caught")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--workers", **workers)
+    p.set_defaults(func=cmd_mutants)
+    p = sub.add_parser("demo", help="build sample submissions from the source and grade them")
+    p.add_argument("assignments", nargs="*")
+    p.add_argument("--workers", **workers)
+    p.set_defaults(func=cmd_demo)
+    args = parser.parse_args(argv)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
