@@ -92,19 +92,23 @@ def evaluate(model, loader, loss_fn=None, metrics=None, device=None, amp_dtype=N
     return {name: (total / count).item() for name, total in totals.items()}
 
 
-def _rng_state():
+def _rng_state(loader):
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
+    if getattr(loader, "generator", None) is not None:  # a loader that shuffles with its own generator
+        state["loader"] = loader.generator.get_state()
     return state
 
 
-def _set_rng_state(state):
+def _set_rng_state(state, loader):
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+    if "loader" in state and getattr(loader, "generator", None) is not None:
+        loader.generator.set_state(state["loader"])
 
 
 def _save_checkpoint(path, **state):
@@ -137,8 +141,8 @@ def fit(model, train_loader, val_loader=None, loss_fn=None, optimizer=None, *, e
         history["val_loss"] = []
         history.update({f"val_{name}": [] for name in metrics})
 
-    first_x, _ = next(iter(train_loader))
-    amp_dtype = choose_amp(model, device, _batch_size(first_x), amp)
+    batch_size = getattr(train_loader, "batch_size", None) or _batch_size(next(iter(train_loader))[0])
+    amp_dtype = choose_amp(model, device, batch_size, amp)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
     minimize = "loss" in monitor
@@ -155,7 +159,7 @@ def fit(model, train_loader, val_loader=None, loss_fn=None, optimizer=None, *, e
         if state["stopped"]:
             start = epochs  # early stopping already ended this run
         best, best_state, bad_epochs = state["best"], state["best_state"], state["bad_epochs"]
-        _set_rng_state(state["rng"])
+        _set_rng_state(state["rng"], train_loader)
         if start < epochs:
             print(f"Resuming from {checkpoint} after epoch {start}")
         else:
@@ -220,7 +224,7 @@ def fit(model, train_loader, val_loader=None, loss_fn=None, optimizer=None, *, e
                              scheduler=scheduler.state_dict() if scheduler is not None else None,
                              scaler=scaler.state_dict() if scaler is not None else None,
                              history=history, epoch=epoch, best=best, best_state=best_state,
-                             bad_epochs=bad_epochs, stopped=stop, rng=_rng_state())
+                             bad_epochs=bad_epochs, stopped=stop, rng=_rng_state(train_loader))
         if stop:
             print(f"Early stopping after epoch {epoch + 1}: {monitor} has not improved for {patience} epochs")
             break
