@@ -1,0 +1,156 @@
+"""The instructor's road on the toy course: release, validate, mutants, grade, check."""
+import csv
+import json
+
+import nbformat
+import pytest
+
+from autograder import notebooks
+from conftest import autograder, copy_toy_course
+
+SOURCE = "notebooks/00_toy/00_toy.ipynb"
+
+
+def _release_nb(root):
+    return notebooks.student_version(notebooks.read(root / SOURCE))
+
+
+def _submit(folder, student, nb, name="00_toy.ipynb"):
+    path = folder / student / "00_toy" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _answered(root, **overrides):
+    source = notebooks.read(root / SOURCE)
+    return notebooks.fill(_release_nb(root), {**notebooks.answers(source), **overrides})
+
+
+def test_release_is_stripped_and_locked(toy_course):
+    out = autograder("release", cwd=toy_course)
+    assert out.returncode == 0, out.stderr
+    released = (toy_course / "release/00_toy/00_toy.ipynb").read_text()
+    for secret in ("BEGIN SOLUTION", "return a + b", "HIDDEN", "add(-5, 5)"):
+        assert secret not in released
+    assert "raise NotImplementedError()" in released and '"editable": false' in released
+    assert (toy_course / "release/course_utils/__init__.py").exists()
+    assert (toy_course / "release/README.md").exists()
+
+
+def test_validate_and_mutants_pass_on_a_good_course(toy_course):
+    for command in ("validate", "mutants"):
+        out = autograder(command, "--workers", 2, cwd=toy_course)
+        assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 of 2 mutants caught" in out.stdout
+
+
+def test_mutants_fails_when_a_mutant_is_not_caught(toy_course):
+    (toy_course / "autograder/mutants/00_toy/square__harmless.py").write_text("def square(x):\n    return x ** 2\n")
+    out = autograder("mutants", cwd=toy_course)
+    assert out.returncode == 1
+    assert "square__harmless: NOT caught by test_square" in out.stderr
+
+
+def test_validate_fails_when_the_source_is_wrong(toy_course):
+    path = toy_course / SOURCE
+    path.write_text(path.read_text().replace("return x * x", "return x + x"))
+    out = autograder("validate", cwd=toy_course)
+    assert out.returncode == 1 and "does not pass its own tests" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory):
+    """One batch with honest, wrong, broken and hostile submissions, graded once for this module."""
+    tmp_path = tmp_path_factory.mktemp("class")
+    toy_course = copy_toy_course(tmp_path)
+    subs = tmp_path / "submitted"
+    release = _release_nb(toy_course)
+    _submit(subs, "alice", _answered(toy_course))
+    _submit(subs, "bob", release)
+    _submit(subs, "carol", _answered(toy_course, add="def add(a, b):\n    return a - b\n"))
+    # dave deleted the square test and moved the square answer first
+    dave = _answered(toy_course)
+    dave.cells = [c for c in dave.cells if notebooks.grade_id(c) != "test_square"]
+    dave.cells.insert(0, dave.cells.pop(next(i for i, c in enumerate(dave.cells) if notebooks.grade_id(c) == "square")))
+    _submit(subs, "dave", dave)
+    erin = _answered(toy_course)
+    next(c for c in erin.cells if notebooks.grade_id(c) == "test_square").source = "pass"
+    _submit(subs, "erin", erin)
+    (subs / "frank/00_toy").mkdir(parents=True)
+    (subs / "frank/00_toy/00_toy.ipynb").write_text(json.dumps(_answered(toy_course))[:500])
+    _submit(subs, "grace", _answered(toy_course, square="def square(x):\n    return x * x\nwhile True:\n    pass\n"))
+    _submit(subs, "heidi", _answered(toy_course, square="import os\nos._exit(1)\n"))
+    _submit(subs, "ivan", _answered(toy_course, add="import sys\ndef add(a, b):\n    print('debug', file=sys.stderr)\n    return a + b\n"))
+    (subs / "judy/00_toy").mkdir(parents=True)
+    wrong = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('hello')")])
+    _submit(subs, "kate", wrong)
+    _submit(subs, "mallory", _answered(toy_course, add="def add(a, b):\n    return 3 if (a, b) == (1, 2) else 0\n"))
+    nbformat.write(_answered(toy_course), str(subs / "leo_00_toy.ipynb"))  # an LMS download's flat name
+    out = tmp_path / "grading"
+    run = autograder("grade", subs, "--out", out, "--workers", 2, "--cell-timeout", 5, cwd=toy_course)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(out / "grades.csv") as handle:
+        grades = {row["student_id"]: row for row in csv.DictReader(handle)}
+    return subs, out, grades, toy_course
+
+
+EXPECTED = {  # student: (score, status)
+    "alice": (3, "graded"), "bob": (0, "graded"), "carol": (1, "graded"), "dave": (3, "graded"),
+    "erin": (3, "tampered"), "frank": (0, "invalid_notebook"), "grace": (2, "timeout"),
+    "heidi": (2, "crashed"), "ivan": (3, "graded"), "judy": (0, "missing"), "kate": (0, "invalid_notebook"),
+    "mallory": (1, "graded"), "leo": (3, "graded"),
+}
+
+
+def test_every_submission_gets_the_right_grade_and_status(graded_class):
+    subs, out, grades, root = graded_class
+    assert set(grades) == set(EXPECTED)
+    for student, (score, status) in EXPECTED.items():
+        row = grades[student]
+        assert (float(row["score"]), row["status"]) == (score, status), (student, row)
+        assert float(row["max_score"]) == 3
+    assert "restored from the source" in grades["dave"]["message"]
+    assert "reordered" in grades["dave"]["message"]
+    assert "test_square" in grades["erin"]["message"]
+    assert "square" in grades["grace"]["message"] and "square" in grades["heidi"]["message"]
+    assert "not a readable notebook" in grades["frank"]["message"]
+    assert "wrong notebook" in grades["kate"]["message"]
+
+    with open(out / "scores.csv") as handle:
+        scores = list(csv.DictReader(handle))
+    assert {(r["student_id"], r["test"]) for r in scores} == {(s, t) for s in EXPECTED for t in ("test_add", "test_square")}
+    carol = {r["test"]: float(r["score"]) for r in scores if r["student_id"] == "carol"}
+    assert carol == {"test_add": 0, "test_square": 1}
+
+
+def test_feedback_is_built_from_results_without_test_source(graded_class):
+    subs, out, grades, root = graded_class
+    carol = (out / "feedback/carol/00_toy.html").read_text()
+    assert "add(1, 2) should be 3, got -1" in carol  # the visible test's teaching message
+    mallory = (out / "feedback/mallory/00_toy.html").read_text()
+    assert "AssertionError" in mallory
+    for secret in ("0.25", "-5", "HIDDEN", "assert", str(root)):
+        assert secret not in mallory, secret
+
+
+def test_regrading_is_idempotent_and_reuses_results(graded_class):
+    subs, out, grades, root = graded_class
+    before = (out / "grades.csv").read_text()
+    run = autograder("grade", subs, "--out", out, "--workers", 2, "--cell-timeout", 5, cwd=root, timeout=60)
+    assert run.returncode == 0
+    assert (out / "grades.csv").read_text() == before
+    # a changed submission is graded again
+    _submit(subs, "bob", _answered(root))
+    run = autograder("grade", subs, "--out", out, "--workers", 2, "--cell-timeout", 5, cwd=root)
+    with open(out / "grades.csv") as handle:
+        assert {r["student_id"]: r["score"] for r in csv.DictReader(handle)}["bob"] == "3"
+
+
+def test_student_self_check_uses_visible_tests(toy_course, tmp_path):
+    path = _submit(tmp_path, "me", _answered(toy_course, add="def add(a, b):\n    return 3 if (a, b) == (1, 2) else 0\n"))
+    out = autograder("check", path, cwd=toy_course)
+    assert out.returncode == 0 and "visible tests: 3/3" in out.stdout  # hidden tests are not run
+    path = _submit(tmp_path, "me", _release_nb(toy_course))
+    out = autograder("check", path, cwd=toy_course)
+    assert out.returncode == 1 and "NotImplementedError" in out.stdout
