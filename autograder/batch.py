@@ -5,17 +5,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
+import queue
 import sys
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psutil
-
 from . import course
-from .grading import DEFAULT_CELL_TIMEOUT, DEFAULT_SUBMISSION_TIMEOUT, file_digest
+from .grading import file_digest, grade_notebook
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
@@ -78,20 +75,7 @@ def collect(root, assignments, explicit=False):
     return [subs[k] for k in sorted(subs)], skipped
 
 
-def _kill_tree(pid):
-    try:
-        parent = psutil.Process(pid)
-        procs = parent.children(recursive=True) + [parent]
-    except psutil.NoSuchProcess:
-        return
-    for proc in procs:
-        try:
-            proc.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-def _run_job(sub, out, only_tests, cell_timeout, submission_timeout):
+def _grade_one(sub, out, slots, hide, options):
     result_path = out / "results" / sub.student_id / f"{sub.assignment}.json"
     digest = file_digest(sub.path)
     if result_path.exists():
@@ -101,43 +85,39 @@ def _run_job(sub, out, only_tests, cell_timeout, submission_timeout):
                 return old  # already graded, same file: re-running a batch is idempotent
         except ValueError:
             pass
-    result_path.parent.mkdir(parents=True, exist_ok=True)
-    job = {"student_id": sub.student_id, "assignment": sub.assignment,
-           "path": str(sub.path) if sub.path else None, "only_tests": only_tests,
-           "cell_timeout": cell_timeout, "submission_timeout": submission_timeout, "digest": digest,
-           "result": str(result_path),
-           "save_to": str(out / "autograded" / sub.student_id / sub.assignment / f"{sub.assignment}.ipynb")}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(job, handle)
-    proc = subprocess.Popen([sys.executable, "-m", "autograder.grading", handle.name],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    slot = slots.get()
     try:
-        log, _ = proc.communicate(timeout=submission_timeout + 120)
-        failure = f"the grader failed (exit {proc.returncode}): {log.strip()[-300:]}"
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        proc.communicate()
-        failure = "the grader was stopped after the submission's time limit"
-    finally:
-        os.unlink(handle.name)
-    if result_path.exists() and proc.returncode == 0:
-        result = json.loads(result_path.read_text())
-    else:  # never a silent zero: a row that says the grader itself failed
+        result = grade_notebook(sub.student_id, sub.assignment, sub.path, slot=slot, hide=hide,
+                                save_to=out / "autograded" / sub.student_id / sub.assignment / f"{sub.assignment}.ipynb",
+                                **options)
+    except Exception as exc:  # never a silent zero: a row that says the grader itself failed
         result = {"student_id": sub.student_id, "assignment": sub.assignment, "status": "crashed",
-                  "message": failure, "score": 0.0, "max_score": 0.0, "tests": [], "notes": [], "digest": None}
+                  "message": f"the grader failed: {type(exc).__name__}: {exc}"[:400], "score": 0.0,
+                  "max_score": 0.0, "tests": [], "notes": []}
+    finally:
+        slots.put(slot)
     if sub.note:
         result["message"] = "; ".join(filter(None, [sub.note, result["message"]]))
+    result["digest"] = digest
+    result_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    os.replace(tmp, result_path)  # all or nothing: a killed batch leaves no half-written result
     return result
 
 
-def grade_all(subs, out, workers=None, only_tests=False, cell_timeout=DEFAULT_CELL_TIMEOUT,
-              submission_timeout=DEFAULT_SUBMISSION_TIMEOUT, progress=print):
+def grade_all(subs, out, workers=None, hide=(), progress=print, **options):
+    """Grade every submission with `workers` in parallel; results in submission order."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or os.cpu_count() or 1
+    slots = queue.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    hide = [*hide, out, course.course_root()]
     results = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_run_job, s, out, only_tests, cell_timeout, submission_timeout) for s in subs]
+        futures = [pool.submit(_grade_one, s, out, slots, hide, options) for s in subs]
         for sub, future in zip(subs, futures):
             result = future.result()
             results.append(result)

@@ -9,8 +9,8 @@ from pathlib import Path
 import nbformat
 
 from . import batch, course, notebooks
-from .execute import run_notebook
-from .grading import GRADING_ENV, score_cell
+from . import sandbox
+from .grading import grade_notebook
 
 HERE = Path(__file__).resolve().parent
 
@@ -106,7 +106,7 @@ def cmd_validate(args):
             samples = _samples(assignment)
             _write_samples(Path(tmp) / "in", assignment, samples)
         subs, _ = batch.collect(Path(tmp) / "in", course.pick(args.assignments))
-        results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers)
+        results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, hide=[tmp])
     for r in results:
         if r["student_id"] == "reference" and (r["status"] != "graded" or r["score"] != r["max_score"]):
             bad = [f"{t['test']}: {t['error']}" for t in r["tests"] if t["score"] < t["max_score"]]
@@ -130,7 +130,7 @@ def cmd_mutants(args):
             samples.pop("bare")
             _write_samples(Path(tmp) / "in", assignment, samples)
         subs, _ = batch.collect(Path(tmp) / "in", assignments)
-        results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, only_tests=True)
+        results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, hide=[tmp])
     for r in results:
         lost = sorted(t["test"] for t in r["tests"] if t["score"] < t["max_score"])
         if r["student_id"] == "reference":
@@ -170,8 +170,9 @@ def cmd_grade(args):
         raise SystemExit(f"no submissions found in {args.submissions} "
                          "(expected <student>/<assignment>/<notebook>.ipynb or <student>_<assignment>.ipynb)")
     print(f"grading {len(subs)} submission(s) with {args.workers or os.cpu_count()} worker(s) -> {out}")
-    results = batch.grade_all(subs, out, workers=args.workers, cell_timeout=args.cell_timeout,
-                              submission_timeout=args.timeout)
+    print(f"isolation of student code: {sandbox.isolation()}")
+    results = batch.grade_all(subs, out, workers=args.workers, hide=[src], cell_timeout=args.cell_timeout,
+                              submission_timeout=args.timeout, memory_mb=args.memory)
     batch.write_reports(results, out)
     print(f"wrote {out / 'grades.csv'}, {out / 'scores.csv'} and {out / 'feedback'}/")
     return 0
@@ -179,18 +180,18 @@ def cmd_grade(args):
 
 def cmd_check(args):
     path = Path(args.notebook)
-    nb = notebooks.visible_only(notebooks.read(path))
-    with tempfile.TemporaryDirectory(prefix="check-") as tmp:
-        run_notebook(nb, cwd=path.resolve().parent if path.parent.exists() else tmp,
-                     env=GRADING_ENV, cell_timeout=args.cell_timeout)
-    total = maximum = 0
-    for cell in notebooks.tests(nb):
-        score, max_score, error = score_cell(cell)
-        total, maximum = total + score, maximum + max_score
-        mark = "ok  " if score >= max_score else "FAIL"
-        print(f"{mark} {notebooks.grade_id(cell):<36} {score:g}/{max_score:g}" + (f"  {error}" if error else ""))
-    print(f"visible tests: {total:g}/{maximum:g} (grading also runs hidden tests)")
-    return 0 if total == maximum else 1
+    try:
+        own = notebooks.read(path)
+    except Exception as exc:
+        raise SystemExit(f"{path} is not a readable notebook: {exc}")
+    result = grade_notebook("me", path.stem, path, source_nb=own, visible_only=True, cell_timeout=args.cell_timeout)
+    for t in result["tests"]:
+        mark = "ok  " if t["score"] >= t["max_score"] else "FAIL"
+        print(f"{mark} {t['test']:<36} {t['score']:g}/{t['max_score']:g}" + (f"  {t['error']}" if t["error"] else ""))
+    if result["message"]:
+        print(f"note: {result['message']}")
+    print(f"visible tests: {result['score']:g}/{result['max_score']:g} (grading also runs hidden tests)")
+    return 0 if result["score"] == result["max_score"] and result["status"] in ("graded", "tampered") else 1
 
 
 def cmd_demo(args):
@@ -231,6 +232,7 @@ def main(argv=None):
     p.add_argument("--workers", **workers)
     p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
     p.add_argument("--timeout", type=int, default=600, help="seconds per submission (default 600)")
+    p.add_argument("--memory", type=int, default=4096, help="address-space limit per submission in MiB (default 4096)")
     p.set_defaults(func=cmd_grade)
     p = sub.add_parser("check", help="a student's self-check: run a notebook with its visible tests")
     p.add_argument("notebook")

@@ -1,63 +1,210 @@
-"""Grade one submission (in a worker process) and a whole class (a pool of workers).
+"""Grade one submission: assemble the graded notebook, run it in the sandboxed runner, score it.
 
-Per submission: read the notebook (a broken file is `invalid_notebook`), assemble the graded
-notebook from the source (tests and read-only cells restored, answers and free cells kept), run it
-in a fresh kernel in a throw-away folder in the fast profile on the CPU, and score each test cell
-with nbgrader's rule (stderr output does not zero a cell here). The result is one JSON file per
-submission, so a batch that is stopped and started again only grades what is left.
+The grader (this process) is trusted: it reads the source notebook, decides which cells run,
+sends them one at a time to the runner (autograder/runner.py, started by autograder.sandbox) and
+waits for each reply with a timeout. A cell that runs too long or kills the runner is recorded, a
+fresh runner replays the cells that had run (tests excepted), and grading goes on with the next
+cell. Which cells run: the read-only cells, the answers, the tests, and the code cells the student
+added or changed; the source's own demo cells, unchanged, are skipped (they are not graded, and
+the tests never depend on them).
+
+Each test cell is scored with nbgrader's rule (nbgrader.utils.determine_grade): an error gives 0,
+a number as the last value is partial credit, anything else full points. Output is not scored, so
+a warning on stderr or a printed "all tests passed" changes nothing.
 """
 import hashlib
 import json
 import os
 import re
+import select
+import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
+import psutil
+from nbformat.v4 import new_output
 from nbgrader.utils import determine_grade
 
-from . import course, notebooks
-from .execute import run_notebook
+from . import course, notebooks, sandbox
 
 STATUSES = ("graded", "timeout", "crashed", "invalid_notebook", "tampered", "missing")
-ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 GRADING_ENV = {
     "COURSE_PROFILE": "fast", "COURSE_DEVICE": "cpu", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
-    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONWARNINGS": "ignore",
+    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONDONTWRITEBYTECODE": "1",
+    "LC_ALL": "C.UTF-8",
 }
 DEFAULT_CELL_TIMEOUT = 60
 DEFAULT_SUBMISSION_TIMEOUT = 600
+MESSAGE_LIMIT = 400
 
 
-def score_cell(cell):
-    """(score, max_score, error message or None) for an executed test cell: nbgrader's rule, except
-    that stderr output (a warning) does not cost the points."""
-    scored = cell.copy()
-    scored.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
-    score, max_score = determine_grade(scored)
-    error = next((o for o in cell.outputs if o.output_type == "error"), None)
-    message = None
-    if error is not None:
-        message = ANSI.sub("", f"{error.ename}: {error.evalue}")[:1000]
-    return float(score or 0), float(max_score), message
+class CellTimeout(Exception):
+    pass
+
+
+class RunnerDied(Exception):
+    pass
+
+
+class Session:
+    """One runner process at a time for one submission."""
+
+    def __init__(self, slot, hide, memory_mb):
+        self.slot, self.hide, self.memory_mb = slot, list(hide), memory_mb
+        self.proc = self.fd = None
+        self.buffer = b""
+
+    def start(self):
+        import course_utils
+
+        venv = Path(sys.prefix)
+        expose = [venv, Path(course_utils.__file__).parent]
+        home = "/tmp/work" if sandbox.isolation() == "namespaces" else tempfile.mkdtemp(prefix="grade-")
+        env = {**GRADING_ENV, "HOME": home, "MPLCONFIGDIR": f"{home}/.mpl",
+               "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+        self.home = home
+        self.proc, self.fd = sandbox.start(slot=self.slot, env=env, hide=self.hide, expose=expose,
+                                           memory_mb=self.memory_mb)
+        self.buffer = b""
+
+    def run(self, index, source, *, test, locked, timeout):
+        request = {"index": index, "source": source, "test": test, "locked": locked}
+        try:
+            self.proc.stdin.write((json.dumps(request) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise RunnerDied()
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CellTimeout()
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                chunk = os.read(self.fd, 1 << 16)
+                if not chunk:
+                    raise RunnerDied()
+                self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise RunnerDied()  # something wrote garbage on the protocol pipe
+        if reply.get("index") != index:
+            raise RunnerDied()
+        return reply
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            procs = psutil.Process(self.proc.pid).children(recursive=True) + [psutil.Process(self.proc.pid)]
+        except psutil.NoSuchProcess:
+            procs = []
+        for proc in procs:
+            try:
+                proc.send_signal(signal.SIGKILL)
+            except psutil.NoSuchProcess:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        for stream in (self.proc.stdin,):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        os.close(self.fd)
+        self.proc = None
+
+
+def _hidden_lines(source):
+    """1-based line numbers inside BEGIN/END HIDDEN TESTS, and the secret lines themselves."""
+    hidden, secret, inside = set(), [], False
+    for number, line in enumerate(source.splitlines(), 1):
+        if "BEGIN HIDDEN TESTS" in line:
+            inside = True
+        elif "END HIDDEN TESTS" in line:
+            inside = False
+        elif inside:
+            hidden.add(number)
+            secret.append(line.strip())
+    return hidden, secret
+
+
+def _secrets(source_nb):
+    lines = []
+    for cell in source_nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if "BEGIN SOLUTION" in line or "BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "END SOLUTION" in line or "END HIDDEN TESTS" in line:
+                inside = False
+            elif inside and len(line.strip()) >= 10:
+                lines.append(line.strip())
+    return sorted(set(lines), key=len, reverse=True)
+
+
+def _scrub(message, secrets, paths):
+    for secret in secrets:
+        message = message.replace(secret, "[hidden]")
+    for path in paths:
+        message = message.replace(str(path), "<course>")
+    return message[:MESSAGE_LIMIT]
+
+
+def _plan(graded_nb, source_nb):
+    """(index, cell, kind) for each cell that runs: locked | answer | free | test."""
+    demos = {c.source.strip() for c in source_nb.cells if c.cell_type == "code" and notebooks.grade_id(c) is None}
+    plan = []
+    for index, cell in enumerate(graded_nb.cells):
+        if cell.cell_type != "code" or not cell.source.strip():
+            continue
+        if notebooks.is_test(cell):
+            plan.append((index, cell, "test"))
+        elif notebooks.is_answer(cell):
+            plan.append((index, cell, "answer"))
+        elif notebooks.grade_id(cell) is not None:
+            plan.append((index, cell, "locked"))
+        elif cell.source.strip() not in demos:
+            plan.append((index, cell, "free"))
+    return plan
+
+
+def file_digest(path):
+    if path is None or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _result(student, assignment, status, message, tests=(), notes=(), source_tests=None):
     tests = list(tests)
     if not tests and source_tests is not None:
         tests = [{"test": notebooks.grade_id(c), "score": 0.0, "max_score": float(c.metadata.nbgrader.points),
-                  "error": None} for c in source_tests]
+                  "error": None, "hidden": False} for c in source_tests]
     return {"student_id": student, "assignment": assignment, "status": status, "message": message,
             "score": sum(t["score"] for t in tests), "max_score": sum(t["max_score"] for t in tests),
             "tests": tests, "notes": list(notes)}
 
 
-def grade_notebook(student, assignment, path, *, only_tests=False, cell_timeout=DEFAULT_CELL_TIMEOUT,
-                   submission_timeout=DEFAULT_SUBMISSION_TIMEOUT, save_to=None):
-    """Grade one submitted notebook file; returns the result dict (never raises for a bad submission)."""
-    source_nb = notebooks.read(course.source_notebook(assignment))
+def grade_notebook(student, assignment, path, *, slot=0, hide=(), cell_timeout=DEFAULT_CELL_TIMEOUT,
+                   submission_timeout=DEFAULT_SUBMISSION_TIMEOUT, memory_mb=4096, visible_only=False,
+                   source_nb=None, save_to=None):
+    """Grade one submitted notebook file; returns the result dict (never raises for a bad submission).
+
+    With `visible_only` (a student's self-check) the hidden tests are removed first and the file
+    need not belong to a known assignment: its own test cells are used.
+    """
+    if source_nb is None:
+        source_nb = notebooks.read(course.source_notebook(assignment))
+    if visible_only:
+        source_nb = notebooks.visible_only(source_nb)
     source_tests = notebooks.tests(source_nb)
     if path is None or not Path(path).is_file():
         return _result(student, assignment, "missing", f"no notebook submitted for {assignment}",
@@ -67,7 +214,7 @@ def grade_notebook(student, assignment, path, *, only_tests=False, cell_timeout=
         nbformat.validate(submitted)
     except Exception as exc:  # any unreadable file is the student's, not the batch's, problem
         return _result(student, assignment, "invalid_notebook",
-                       f"{Path(path).name} is not a readable notebook: {type(exc).__name__}: {str(exc)[:300]}",
+                       f"{Path(path).name} is not a readable notebook: {type(exc).__name__}: {str(exc)[:200]}",
                        source_tests=source_tests)
     if not set(notebooks.answers(submitted)) & set(notebooks.answers(source_nb)):
         return _result(student, assignment, "invalid_notebook",
@@ -75,23 +222,80 @@ def grade_notebook(student, assignment, path, *, only_tests=False, cell_timeout=
                        source_tests=source_tests)
 
     graded, notes, tampered = notebooks.assemble(source_nb, submitted)
-    only = (lambda cell: notebooks.grade_id(cell) is not None) if only_tests else None
+    plan = _plan(graded, source_nb)
+    events, done, threads = [], [], 1
+    session = Session(slot, hide, memory_mb)
+    session.start()
     deadline = time.monotonic() + submission_timeout
-    with tempfile.TemporaryDirectory(prefix="grade-") as workdir:
-        run = run_notebook(graded, cwd=workdir, env=GRADING_ENV, cell_timeout=cell_timeout,
-                           deadline=deadline, only=only)
+    try:
+        for index, cell, kind in plan:
+            left = deadline - time.monotonic()
+            if left < 1:
+                events.append(("timeout", index, notebooks.grade_id(cell) or f"cell {index + 1}"))
+                cell.outputs = [new_output("error", ename="GradingTimeout", evalue="not run: time limit", traceback=[])]
+                continue
+            try:
+                reply = session.run(index, cell.source, test=kind == "test", locked=kind == "locked",
+                                    timeout=min(cell_timeout, left))
+            except (CellTimeout, RunnerDied) as exc:
+                kind_of = "timeout" if isinstance(exc, CellTimeout) else "crashed"
+                events.append((kind_of, index, notebooks.grade_id(cell) or f"cell {index + 1}"))
+                why = (f"ran longer than {int(min(cell_timeout, left))} s and was stopped" if kind_of == "timeout"
+                       else "the process died in this cell (os._exit, a crash, or out of memory)")
+                cell.outputs = [new_output("error", ename="CellTimeout" if kind_of == "timeout" else "ProcessDied",
+                                           evalue=why, traceback=[])]
+                session.stop()
+                session.start()
+                for replay_index, replay_cell, replay_kind in done:
+                    try:
+                        session.run(replay_index, replay_cell.source, test=False, locked=replay_kind == "locked",
+                                    timeout=min(cell_timeout, max(1, deadline - time.monotonic())))
+                    except (CellTimeout, RunnerDied):
+                        session.stop()
+                        session.start()
+                        break
+                continue
+            threads = max(threads, reply.get("threads", 1))
+            cell.outputs = []
+            if reply.get("output"):
+                cell.outputs.append(new_output("stream", name="stdout", text=reply["output"]))
+            if reply["error"]:
+                cell.outputs.append(new_output("error", traceback=[], **{k: reply["error"][k] for k in ("ename", "evalue")}))
+                cell.metadata["error_line"] = reply["error"]["line"]
+            elif reply["value"] is not None:
+                cell.outputs.append(new_output("execute_result", data={"text/plain": repr(reply["value"])},
+                                               execution_count=None))
+            if kind != "test" and not reply["error"]:
+                done.append((index, cell, kind))
+    finally:
+        session.stop()
+
+    secrets = _secrets(source_nb)
+    paths = [course.course_root(), Path(path).resolve().parent]
     tests = []
     for cell in notebooks.tests(graded):
-        score, max_score, error = score_cell(cell)
-        tests.append({"test": notebooks.grade_id(cell), "score": score, "max_score": max_score, "error": error})
+        score, max_score = determine_grade(cell)
+        error = next((o for o in cell.outputs if o.output_type == "error"), None)
+        hidden_lines, _ = _hidden_lines(next(c.source for c in source_nb.cells if notebooks.grade_id(c) == notebooks.grade_id(cell)))
+        message, hidden = None, False
+        if error is not None:
+            hidden = cell.metadata.get("error_line") in hidden_lines
+            message = _scrub(f"{error.ename}: {error.evalue}", secrets, paths)
+            if hidden:
+                message = f"a hidden test failed: {message}"
+        tests.append({"test": notebooks.grade_id(cell), "score": float(score or 0), "max_score": float(max_score),
+                      "error": message, "hidden": hidden})
     if save_to is not None:
         Path(save_to).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(graded, str(save_to))
 
     messages = list(notes)
+    if threads > 1:
+        notes.append(f"left {threads - 1} thread(s) running")
+        messages.append(notes[-1])
     status = "graded"
     for kind in ("crashed", "timeout"):  # a crash outranks a timeout when both happened
-        cells = [gid or f"cell {index + 1}" for k, index, gid in run.events if k == kind]
+        cells = [name for k, _, name in events if k == kind]
         if cells:
             status = kind if status == "graded" else status
             messages.insert(0, f"{kind} in {', '.join(dict.fromkeys(cells))}; the other cells were graded")
@@ -99,26 +303,3 @@ def grade_notebook(student, assignment, path, *, only_tests=False, cell_timeout=
         status = "tampered" if status == "graded" else status
         messages.insert(0, f"edited read-only cells {', '.join(tampered)}; graded with the originals")
     return _result(student, assignment, status, "; ".join(messages), tests, notes)
-
-
-def file_digest(path):
-    if path is None or not Path(path).is_file():
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def main():
-    """Worker entry point: `python -m autograder.grading JOB.json` writes the job's result file."""
-    job = json.loads(Path(sys.argv[1]).read_text())
-    result = grade_notebook(job["student_id"], job["assignment"], job["path"], only_tests=job["only_tests"],
-                            cell_timeout=job["cell_timeout"], submission_timeout=job["submission_timeout"],
-                            save_to=job.get("save_to"))
-    result["digest"] = job["digest"]
-    out = Path(job["result"])
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    os.replace(tmp, out)  # all or nothing: a killed worker leaves no half-written result
-
-
-if __name__ == "__main__":
-    main()

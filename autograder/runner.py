@@ -1,0 +1,174 @@
+"""The process that runs a submission's code: plain Python, one cell at a time, no IPython.
+
+It is started by autograder.sandbox (as a standalone script: it imports nothing from the
+autograder package) and driven by the grader over two pipes: requests arrive on stdin as JSON
+lines {"index", "source", "test"}, and one JSON line per cell goes back on fd 3. Student output
+goes to capped buffers, never to the protocol pipe.
+
+Before each test cell the runner puts back what student code may have changed: every public
+attribute of the modules tests rely on (and the code of their Python functions), the names that
+the read-only cells bound, the trace and profile hooks. Without IPython there are no input or
+AST transformers, events, custom exception handlers or traceback hooks to subvert a test.
+"""
+import ast
+import builtins
+import io
+import json
+import os
+import sys
+import time
+import traceback
+import threading
+import types
+
+GUARDED = ["builtins", "math", "operator", "functools", "numpy", "numpy.testing", "numpy.linalg", "torch",
+           "torch.testing", "torch.nn.functional", "torch.linalg", "course_utils.testing", "course_utils.gradcheck"]
+OUTPUT_LIMIT = 20_000  # characters of stdout+stderr kept per cell
+
+
+class CappedStream(io.TextIOBase):
+    def __init__(self):
+        self.parts, self.size, self.dropped = [], 0, 0
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        text = str(text)
+        room = OUTPUT_LIMIT - self.size
+        if room > 0:
+            self.parts.append(text[:room])
+            self.size += min(len(text), room)
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+    def take(self):
+        text = "".join(self.parts)
+        if self.dropped:
+            text += f"\n[... {self.dropped} more characters of output dropped]"
+        self.parts, self.size, self.dropped = [], 0, 0
+        return text
+
+
+class _Shell:
+    """Stands in for get_ipython(): magics and shell escapes do nothing while grading."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+class Guard:
+    def __init__(self):
+        self.modules = {}
+        self.names = {}
+
+    def snapshot_modules(self):
+        for name in GUARDED:
+            module = sys.modules.get(name)
+            if module is None or name in self.modules:
+                continue
+            attrs = dict(vars(module))
+            code = {k: (v.__code__, v.__defaults__, v.__kwdefaults__) for k, v in attrs.items()
+                    if isinstance(v, types.FunctionType)}
+            self.modules[name] = (module, attrs, code)
+
+    def snapshot_names(self, namespace, before):
+        for key, value in namespace.items():
+            if not key.startswith("__") and (key not in before or before[key] is not value):
+                if isinstance(value, (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType)):
+                    self.names[key] = value
+
+    def restore(self, namespace):
+        sys.settrace(None)
+        sys.setprofile(None)
+        for module, attrs, code in self.modules.values():
+            current = vars(module)
+            for key, value in attrs.items():
+                if current.get(key, None) is not value:
+                    current[key] = value
+            for key, (co, defaults, kwdefaults) in code.items():
+                fn = attrs[key]
+                if fn.__code__ is not co:
+                    fn.__code__ = co
+                fn.__defaults__, fn.__kwdefaults__ = defaults, kwdefaults
+        namespace.update(self.names)
+        namespace["__builtins__"] = builtins
+
+
+def _transform(source):
+    """IPython syntax (magics, !shell) turned into plain calls on the stand-in shell."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+        return TransformerManager().transform_cell(source)
+    except Exception:
+        return source
+
+
+def run_cell(source, namespace, test, name):
+    """Execute one cell; for a test cell, return its last value when it is a plain number
+    (nbgrader's partial credit)."""
+    tree = ast.parse(_transform(source), filename=name, mode="exec")
+    last = None
+    if test and tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, name, "exec"), namespace)
+    if last is not None:
+        value = eval(compile(last, name, "eval"), namespace)
+        if type(value) in (int, float):
+            return float(value)
+    return None
+
+
+def main():
+    protocol = os.fdopen(int(os.environ.get("GRADER_FD", "3")), "w", buffering=1)
+    # Student output never reaches the real stdout/stderr (the grader does not read them).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    stream = CappedStream()
+    sys.stdout = sys.stderr = stream
+    namespace = {"__name__": "__main__", "__builtins__": builtins, "get_ipython": _Shell}
+    guard = Guard()
+    for name in GUARDED:  # snapshot before any student code runs
+        try:
+            __import__(name)
+        except ImportError:
+            pass
+    guard.snapshot_modules()
+    for line in sys.stdin:
+        request = json.loads(line)
+        test = request.get("test", False)
+        if test:
+            guard.snapshot_modules()
+            guard.restore(namespace)
+            sys.stdout = sys.stderr = stream
+        before = dict(namespace) if request.get("locked") else None
+        tic = time.perf_counter()
+        reply = {"index": request["index"], "error": None, "value": None}
+        name = f"<cell-{request['index']}>"
+        try:
+            reply["value"] = run_cell(request["source"], namespace, test, name)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt count as errors in a cell too
+            tb = traceback.extract_tb(exc.__traceback__)
+            lines = [frame.lineno for frame in tb if frame.filename == name]
+            reply["error"] = {"ename": type(exc).__name__, "evalue": _safe_str(exc),
+                              "line": lines[-1] if lines else None}
+        if before is not None:
+            guard.snapshot_modules()
+            guard.snapshot_names(namespace, before)
+        reply["seconds"] = round(time.perf_counter() - tic, 3)
+        sys.stdout = sys.stderr = stream
+        reply["output"] = stream.take()
+        reply["threads"] = threading.active_count()
+        protocol.write(json.dumps(reply) + "\n")
+
+
+def _safe_str(exc):
+    try:
+        return str(exc)[:2000]
+    except BaseException:
+        return "<unprintable exception>"
+
+
+if __name__ == "__main__":
+    main()
