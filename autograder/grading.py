@@ -18,6 +18,7 @@ import os
 import re
 import select
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -98,28 +99,31 @@ class Session:
         return reply
 
     def stop(self):
+        """Kill the runner and everything it started. In the sandbox that is the PID namespace's
+        first process (killing it ends the namespace); `unshare` then reaps it and exits."""
         if self.proc is None:
             return
         try:
-            procs = psutil.Process(self.proc.pid).children(recursive=True) + [psutil.Process(self.proc.pid)]
+            victims = psutil.Process(self.proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
-            procs = []
-        for proc in procs:
+            victims = []
+        if sandbox.isolation() != "namespaces":
+            victims.append(psutil.Process(self.proc.pid))
+        for victim in victims:
             try:
-                proc.send_signal(signal.SIGKILL)
+                victim.send_signal(signal.SIGKILL)
             except psutil.NoSuchProcess:
                 pass
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-        for stream in (self.proc.stdin,):
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for closing in (self.proc.stdin.close, lambda: os.close(self.fd)):
             try:
-                stream.close()
+                closing()
             except OSError:
                 pass
-        os.close(self.fd)
         self.proc = None
 
 
@@ -221,7 +225,8 @@ def grade_notebook(student, assignment, path, *, slot=0, hide=(), cell_timeout=D
                        f"{Path(path).name} has none of {assignment}'s answer cells: wrong notebook submitted?",
                        source_tests=source_tests)
 
-    graded, notes, tampered = notebooks.assemble(source_nb, submitted)
+    graded, notes, edited = notebooks.assemble(source_nb, submitted)
+    tampered, refused, restored = [], set(), set()
     plan = _plan(graded, source_nb)
     events, done, threads = [], [], 1
     session = Session(slot, hide, memory_mb)
@@ -256,6 +261,16 @@ def grade_notebook(student, assignment, path, *, slot=0, hide=(), cell_timeout=D
                         break
                 continue
             threads = max(threads, reply.get("threads", 1))
+            if reply["error"] and reply["error"]["ename"] == "MemoryError":
+                events.append(("crashed", index, (notebooks.grade_id(cell) or f"cell {index + 1}") + " (out of memory)"))
+            refused.update(r for r in reply.get("refused", []) if not r.startswith(("sys.", "ctypes.", "gc.", "object.")))
+            if reply.get("restored"):
+                restored.update(reply["restored"])
+            if reply.get("tampered"):
+                changed = ", ".join(reply["tampered"][:5])
+                tampered.append(f"{notebooks.grade_id(cell)} (changed {changed} while the test ran)")
+                reply["error"] = {"ename": "Tampering", "evalue": f"the test was voided: {changed} changed while it ran",
+                                  "line": None}
             cell.outputs = []
             if reply.get("output"):
                 cell.outputs.append(new_output("stream", name="stdout", text=reply["output"]))
@@ -293,13 +308,20 @@ def grade_notebook(student, assignment, path, *, slot=0, hide=(), cell_timeout=D
     if threads > 1:
         notes.append(f"left {threads - 1} thread(s) running")
         messages.append(notes[-1])
-    status = "graded"
-    for kind in ("crashed", "timeout"):  # a crash outranks a timeout when both happened
-        cells = [name for k, _, name in events if k == kind]
-        if cells:
-            status = kind if status == "graded" else status
-            messages.insert(0, f"{kind} in {', '.join(dict.fromkeys(cells))}; the other cells were graded")
+    found = {kind: [name for k, _, name in events if k == kind] for kind in ("crashed", "timeout")}
+    if refused:  # a limit, like time: processes, threads and the network are not available here
+        found["timeout"].append(f"refused {', '.join(sorted(refused))} (no processes, threads or network)")
+    problems = []
+    if edited:
+        problems.append(f"edited read-only cells {', '.join(edited)}; graded with the originals")
+    if restored:
+        problems.append(f"changed {', '.join(sorted(restored)[:5])} before the tests; put back")
     if tampered:
-        status = "tampered" if status == "graded" else status
-        messages.insert(0, f"edited read-only cells {', '.join(tampered)}; graded with the originals")
+        problems.append(f"tampering while tests ran: {'; '.join(tampered)}; those tests scored 0")
+    for kind in ("timeout", "crashed"):
+        if found[kind]:
+            problems.insert(0, f"{kind}: {', '.join(dict.fromkeys(found[kind]))}; the other cells were graded")
+    status = next((kind for kind, hit in [("crashed", found["crashed"]), ("timeout", found["timeout"]),
+                                          ("tampered", edited or restored or tampered)] if hit), "graded")
+    messages = problems + messages
     return _result(student, assignment, status, "; ".join(messages), tests, notes)

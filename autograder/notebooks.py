@@ -105,7 +105,10 @@ def assemble(source_nb, submitted_nb):
                 new.source = release[gid].source
             else:
                 new.source = mine.source
-        elif is_fixed(cell) and mine is not None and not _same(mine.source, release[gid].source):
+        elif is_fixed(cell) and mine is not None and (
+                not _same(mine.source, release[gid].source)
+                or mine.metadata.get("nbgrader", {}).get("points") != cell.metadata.nbgrader.get("points")
+                or mine.cell_type != cell.cell_type):
             tampered.append(gid)
         elif is_test(cell) and mine is None:
             notes.append(f"test cell {gid} was missing; restored from the source")

@@ -8,15 +8,17 @@ import torch
 
 
 def _as_numpy(value, name):
-    if torch.is_tensor(value):
-        return value.detach().cpu().numpy()
-    if isinstance(value, (np.ndarray, np.generic, float, int)) and not isinstance(value, bool):
-        return np.asarray(value)
-    raise AssertionError(f"{name}: expected an array or tensor, got {type(value).__name__}")
+    # Exact types only: a subclass could redefine comparison, conversion or __eq__.
+    kind = type(value)
+    if kind is torch.Tensor or kind is torch.nn.Parameter:
+        return torch.Tensor.numpy(torch.Tensor.cpu(torch.Tensor.detach(value)))
+    if kind is np.ndarray or kind in (float, int) or (kind.__module__ == "numpy" and isinstance(value, np.generic)):
+        return np.array(value)
+    raise AssertionError(f"{name}: expected an array or tensor, got {kind.__name__}")
 
 
 def check_shape(value, shape, name="output"):
-    got = tuple(value.shape) if hasattr(value, "shape") else None
+    got = _as_numpy(value, name).shape
     assert got == tuple(shape), f"{name}: expected shape {tuple(shape)}, got {got}"
 
 

@@ -42,7 +42,7 @@ def test_validate_and_mutants_pass_on_a_good_course(toy_course):
     for command in ("validate", "mutants"):
         out = autograder(command, "--workers", 2, cwd=toy_course)
         assert out.returncode == 0, out.stdout + out.stderr
-    assert "2 of 2 mutants caught" in out.stdout
+    assert "4 of 4 mutants caught" in out.stdout
 
 
 def test_mutants_fails_when_a_mutant_is_not_caught(toy_course):
@@ -90,16 +90,16 @@ def graded_class(tmp_path_factory):
     out = tmp_path / "grading"
     run = autograder("grade", subs, "--out", out, "--workers", 2, "--cell-timeout", 5, cwd=toy_course)
     assert run.returncode == 0, run.stdout + run.stderr
-    with open(out / "grades.csv") as handle:
+    with open(out / "grades.csv", encoding="utf-8-sig") as handle:
         grades = {row["student_id"]: row for row in csv.DictReader(handle)}
     return subs, out, grades, toy_course
 
 
-EXPECTED = {  # student: (score, status)
-    "alice": (3, "graded"), "bob": (0, "graded"), "carol": (1, "graded"), "dave": (3, "graded"),
-    "erin": (3, "tampered"), "frank": (0, "invalid_notebook"), "grace": (2, "timeout"),
-    "heidi": (2, "crashed"), "ivan": (3, "graded"), "judy": (0, "missing"), "kate": (0, "invalid_notebook"),
-    "mallory": (1, "graded"), "leo": (3, "graded"),
+EXPECTED = {  # student: (score, status); toy course: add 2, square 1, double_array 2
+    "alice": (5, "graded"), "bob": (0, "graded"), "carol": (3, "graded"), "dave": (5, "graded"),
+    "erin": (5, "tampered"), "frank": (0, "invalid_notebook"), "grace": (4, "timeout"),
+    "heidi": (4, "crashed"), "ivan": (5, "graded"), "judy": (0, "missing"), "kate": (0, "invalid_notebook"),
+    "mallory": (3, "graded"), "leo": (5, "graded"),
 }
 
 
@@ -109,7 +109,7 @@ def test_every_submission_gets_the_right_grade_and_status(graded_class):
     for student, (score, status) in EXPECTED.items():
         row = grades[student]
         assert (float(row["score"]), row["status"]) == (score, status), (student, row)
-        assert float(row["max_score"]) == 3
+        assert float(row["max_score"]) == 5
     assert "restored from the source" in grades["dave"]["message"]
     assert "reordered" in grades["dave"]["message"]
     assert "test_square" in grades["erin"]["message"]
@@ -117,11 +117,12 @@ def test_every_submission_gets_the_right_grade_and_status(graded_class):
     assert "not a readable notebook" in grades["frank"]["message"]
     assert "wrong notebook" in grades["kate"]["message"]
 
-    with open(out / "scores.csv") as handle:
+    with open(out / "scores.csv", encoding="utf-8-sig") as handle:
         scores = list(csv.DictReader(handle))
-    assert {(r["student_id"], r["test"]) for r in scores} == {(s, t) for s in EXPECTED for t in ("test_add", "test_square")}
+    tests = ("test_add", "test_square", "test_double_array")
+    assert {(r["student_id"], r["test"]) for r in scores} == {(s, t) for s in EXPECTED for t in tests}
     carol = {r["test"]: float(r["score"]) for r in scores if r["student_id"] == "carol"}
-    assert carol == {"test_add": 0, "test_square": 1}
+    assert carol == {"test_add": 0, "test_square": 1, "test_double_array": 2}
 
 
 def test_feedback_is_built_from_results_without_test_source(graded_class):
@@ -143,14 +144,24 @@ def test_regrading_is_idempotent_and_reuses_results(graded_class):
     # a changed submission is graded again
     _submit(subs, "bob", _answered(root))
     run = autograder("grade", subs, "--out", out, "--workers", 2, "--cell-timeout", 5, cwd=root)
-    with open(out / "grades.csv") as handle:
-        assert {r["student_id"]: r["score"] for r in csv.DictReader(handle)}["bob"] == "3"
+    with open(out / "grades.csv", encoding="utf-8-sig") as handle:
+        assert {r["student_id"]: r["score"] for r in csv.DictReader(handle)}["bob"] == "5"
 
 
 def test_student_self_check_uses_visible_tests(toy_course, tmp_path):
     path = _submit(tmp_path, "me", _answered(toy_course, add="def add(a, b):\n    return 3 if (a, b) == (1, 2) else 0\n"))
     out = autograder("check", path, cwd=toy_course)
-    assert out.returncode == 0 and "visible tests: 3/3" in out.stdout  # hidden tests are not run
+    assert out.returncode == 0 and "visible tests: 5/5" in out.stdout  # hidden tests are not run
     path = _submit(tmp_path, "me", _release_nb(toy_course))
     out = autograder("check", path, cwd=toy_course)
     assert out.returncode == 1 and "NotImplementedError" in out.stdout
+
+
+def test_demo_prints_the_grade_table(toy_course):
+    out = autograder("demo", "--workers", 2, cwd=toy_course)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    table = {line.split()[0]: line.split()[2] for line in lines if line.split()[:1] and line.split()[0] in
+             ("reference", "bare", "mutant_add__minus")}
+    assert table == {"reference": "5/5", "bare": "0/5", "mutant_add__minus": "3/5"}
+    assert (toy_course / "demo/grading/grades.csv").exists()

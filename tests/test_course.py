@@ -1,0 +1,73 @@
+"""The real course: every notebook follows the conventions, releases clean, passes its own tests,
+fails them all when bare, and catches every mutant on its own exercise only."""
+import json
+import re
+
+import pytest
+
+from autograder import course, notebooks
+from autograder.cli import check_stripped
+from conftest import REPO, autograder
+
+ASSIGNMENTS = course.assignments()
+
+
+def test_there_are_assignments():
+    assert "01_backprop" in ASSIGNMENTS
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_notebook_follows_the_conventions(assignment):
+    path = course.source_notebook(assignment)
+    assert path.name == f"{assignment}.ipynb"
+    raw = json.loads(path.read_text())
+    assert all(not c.get("outputs") and c.get("execution_count") is None
+               for c in raw["cells"] if c["cell_type"] == "code"), "store notebooks with outputs stripped"
+    nb = notebooks.read(path)
+    ids = [notebooks.grade_id(c) for c in nb.cells if notebooks.grade_id(c)]
+    assert len(ids) == len(set(ids)), "grade_ids must be unique"
+    answers = list(notebooks.answers(nb))
+    tests = [notebooks.grade_id(c) for c in notebooks.tests(nb)]
+    assert answers, "no answer cells"
+    assert sorted(tests) == sorted(f"test_{a}" for a in answers), "one test_<name> cell per answer"
+    for cell in nb.cells:
+        gid = notebooks.grade_id(cell)
+        if notebooks.is_answer(cell):
+            defined = re.findall(r"^(?:def|class) ([A-Za-z]\w*)", cell.source, flags=re.M)
+            assert defined == [gid], f"answer cell {gid} must define exactly {gid}, defines {defined}"
+            assert "### BEGIN SOLUTION" in cell.source
+        if notebooks.is_test(cell):
+            assert cell.metadata.nbgrader.get("locked") and cell.metadata.nbgrader.get("points", 0) > 0
+    for answer in answers:
+        mutants = list((REPO / "autograder/mutants" / assignment).glob(f"{answer}__*.py"))
+        assert len(mutants) >= 2, f"{answer} needs at least two mutants, has {len(mutants)}"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_student_version_is_stripped(assignment):
+    source = notebooks.read(course.source_notebook(assignment))
+    release = notebooks.student_version(source)
+    check_stripped(source, release, assignment)  # raises SystemExit with what leaked
+    assert len(notebooks.tests(release)) == len(notebooks.tests(source))
+
+
+def test_release_command_builds_the_student_bundle():
+    out = autograder("release", cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    for assignment in ASSIGNMENTS:
+        text = (REPO / "release" / assignment / f"{assignment}.ipynb").read_text()
+        assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+    assert (REPO / "release/course_utils/training.py").exists()
+    assert (REPO / "release/requirements.lock").read_text() == (REPO / "requirements.lock").read_text()
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_validate(assignment):
+    out = autograder("validate", assignment, "--workers", 2, cwd=REPO, timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_mutants_are_caught_on_their_own_exercise(assignment):
+    out = autograder("mutants", assignment, "--workers", 2, cwd=REPO, timeout=1200)
+    assert out.returncode == 0, out.stdout + out.stderr
