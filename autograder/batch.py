@@ -1,6 +1,4 @@
 """Grade a class: find the submissions, grade each in its own worker process, write the reports."""
-import csv
-import html
 import json
 import os
 import re
@@ -8,6 +6,7 @@ import shutil
 import queue
 import sys
 import zipfile
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,8 +25,9 @@ class Submission:
         return f"{self.student_id}/{self.assignment}"
 
 
-def _unzip(archive, target):
-    """Extract an LMS download safely: no absolute paths, no '..', no links."""
+def unzip(archive, target, tz):
+    """Extract an LMS download safely (no absolute paths, no '..'), keeping each file's time: a zip
+    stores local times without a zone, so they are read in `tz` (the due date's zone)."""
     with zipfile.ZipFile(archive) as zf:
         for info in zf.infolist():
             name = Path(info.filename)
@@ -37,7 +37,25 @@ def _unzip(archive, target):
             dest.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out)
+            stamp = datetime(*info.date_time, tzinfo=tz).timestamp()
+            os.utime(dest, (stamp, stamp))
     return target
+
+
+def submitted_at(sub, tz):
+    """When a submission was handed in: nbgrader's timestamp.txt beside it if there is one (a time
+    without a zone is read in `tz`), else the file's modification time."""
+    if sub.path is None:
+        return None
+    stamp = Path(sub.path).parent / "timestamp.txt"
+    if stamp.is_file():
+        from dateutil import parser
+        try:
+            when = parser.parse(stamp.read_text().strip())
+            return when if when.tzinfo else when.replace(tzinfo=tz)
+        except (ValueError, OverflowError):
+            pass
+    return datetime.fromtimestamp(Path(sub.path).stat().st_mtime, timezone.utc)
 
 
 def collect(root, assignments, explicit=False):
@@ -124,51 +142,3 @@ def grade_all(subs, out, workers=None, hide=(), progress=print, **options):
             if progress:
                 progress(f"  {sub.key:<40} {result['status']:<16} {result['score']:g}/{result['max_score']:g}")
     return results
-
-
-def write_reports(results, out):
-    out = Path(out)
-    with open(out / "grades.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["student_id", "assignment", "score", "max_score", "status", "message"])
-        for r in results:
-            writer.writerow([r["student_id"], r["assignment"], f"{r['score']:g}", f"{r['max_score']:g}",
-                             r["status"], r["message"]])
-    with open(out / "scores.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["student_id", "assignment", "test", "score", "max_score"])
-        for r in results:
-            for t in r["tests"]:
-                writer.writerow([r["student_id"], r["assignment"], t["test"], f"{t['score']:g}", f"{t['max_score']:g}"])
-    for r in results:
-        path = out / "feedback" / r["student_id"] / f"{r['assignment']}.html"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(feedback_html(r))
-
-
-def feedback_html(r):
-    """Feedback built from results only: test names, points and error messages; no test source."""
-    e = html.escape
-    rows = "".join(
-        f"<tr class='{'ok' if t['score'] >= t['max_score'] else 'bad'}'><td>{e(t['test'])}</td>"
-        f"<td>{t['score']:g} / {t['max_score']:g}</td>"
-        f"<td>{e(t['error'] or ('passed' if t['score'] >= t['max_score'] else 'partial credit'))}</td></tr>"
-        for t in r["tests"])
-    message = f"<p class='status'>{e(r['status'])}: {e(r['message'])}</p>" if r["message"] else ""
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{e(r['assignment'])}: feedback</title>"
-            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-            "table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em .6em;"
-            "text-align:left;vertical-align:top}.ok td:first-child{color:#176f2c}.bad td:first-child{color:#a61b1b}"
-            ".status{background:#fff4ce;padding:.5em}</style></head><body>"
-            f"<h1>{e(r['assignment'])}: {r['score']:g} / {r['max_score']:g}</h1>"
-            f"<p>Student: {e(r['student_id'])}</p>{message}"
-            f"<table><tr><th>test</th><th>points</th><th>result</th></tr>{rows}</table></body></html>")
-
-
-def print_table(results, stream=sys.stdout):
-    width = max([len(r["student_id"]) for r in results] + [7])
-    print(f"{'student':<{width}}  {'assignment':<14} {'score':>11}  status", file=stream)
-    for r in results:
-        score = f"{r['score']:g}/{r['max_score']:g}"
-        print(f"{r['student_id']:<{width}}  {r['assignment']:<14} {score:>11}  {r['status']}"
-              + (f"  ({r['message'][:80]})" if r["message"] else ""), file=stream)

@@ -4,11 +4,12 @@ import os
 import shutil
 import sys
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 import nbformat
 
-from . import batch, course, notebooks
+from . import batch, course, gradebook, notebooks, report
 from . import sandbox
 from .grading import grade_notebook
 
@@ -155,14 +156,32 @@ def _report(failures, what):
     return 1 if failures else 0
 
 
+def _due(text):
+    if text is None:
+        return None
+    try:
+        due = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"--due {text!r}: expected an ISO 8601 time, e.g. 2026-12-01T23:59+01:00")
+    if due.tzinfo is None:
+        raise SystemExit(f"--due {text!r} has no time zone; add one, e.g. {text}+01:00 or {text}Z")
+    return due
+
+
 def cmd_grade(args):
     assignments = course.pick([args.assignment] if args.assignment else [])
+    due = _due(args.due)
+    tz = due.tzinfo if due else timezone.utc
     src = Path(args.submissions)
     if not src.exists():
         raise SystemExit(f"no such folder or zip: {src}")
     out = Path(args.out)
-    if src.is_file() and src.suffix == ".zip":
-        src = batch._unzip(src, Path(tempfile.mkdtemp(prefix="lms-")))
+    inbox = None
+    if src.is_file():
+        if src.suffix != ".zip":
+            raise SystemExit(f"{src}: expected a folder or a .zip file")
+        inbox = tempfile.TemporaryDirectory(prefix="lms-")
+        src = batch.unzip(src, Path(inbox.name), tz)
     subs, skipped = batch.collect(src, assignments, explicit=bool(args.assignment))
     for line in skipped:
         print(f"  skipped {line}", file=sys.stderr)
@@ -173,8 +192,21 @@ def cmd_grade(args):
     print(f"isolation of student code: {sandbox.isolation()}")
     results = batch.grade_all(subs, out, workers=args.workers, hide=[src], cell_timeout=args.cell_timeout,
                               submission_timeout=args.timeout, memory_mb=args.memory)
-    batch.write_reports(results, out)
-    print(f"wrote {out / 'grades.csv'}, {out / 'scores.csv'} and {out / 'feedback'}/")
+    for sub, r in zip(subs, results):
+        when = batch.submitted_at(sub, tz)
+        r["submitted_at"] = when.isoformat(timespec="seconds") if when else None
+        r["late_minutes"] = None if due is None or when is None else max(0, int((when - due).total_seconds() // 60))
+        if r["late_minutes"]:
+            r["message"] = "; ".join(filter(None, [f"late by {r['late_minutes']} min", r["message"]]))
+    gradebook.record(results, out, due.astimezone(timezone.utc).replace(tzinfo=None) if due else None)
+    report.write(results, out)
+    if inbox is not None:
+        inbox.cleanup()
+    if sandbox.isolation() != "namespaces":
+        print(f"WARNING: student code ran with {sandbox.isolation()}", file=sys.stderr)
+    look = sum(1 for r in results if report.needs_a_look(r))
+    print(f"wrote {out / 'grades.csv'}, {out / 'scores.csv'}, {out / 'feedback'}/ and {out / 'report.html'} "
+          f"({look} submission(s) need a human look)")
     return 0
 
 
@@ -205,8 +237,8 @@ def cmd_demo(args):
     print(f"sample submissions (reference, bare release, a mutant) in {demo / 'submissions'}")
     subs, _ = batch.collect(demo / "submissions", assignments)
     results = batch.grade_all(subs, demo / "grading", workers=args.workers, progress=None)
-    batch.write_reports(results, demo / "grading")
-    batch.print_table(results)
+    report.write(results, demo / "grading")
+    report.print_table(results)
     print(f"reports: {demo / 'grading' / 'grades.csv'}, {demo / 'grading' / 'scores.csv'}, {demo / 'grading' / 'feedback'}/")
     return 0
 
@@ -233,6 +265,7 @@ def main(argv=None):
     p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
     p.add_argument("--timeout", type=int, default=600, help="seconds per submission (default 600)")
     p.add_argument("--memory", type=int, default=4096, help="address-space limit per submission in MiB (default 4096)")
+    p.add_argument("--due", help="due date with a time zone, e.g. 2026-12-01T23:59+01:00: adds late_minutes")
     p.set_defaults(func=cmd_grade)
     p = sub.add_parser("check", help="a student's self-check: run a notebook with its visible tests")
     p.add_argument("notebook")

@@ -165,3 +165,75 @@ def test_demo_prints_the_grade_table(toy_course):
              ("reference", "bare", "mutant_add__minus")}
     assert table == {"reference": "5/5", "bare": "0/5", "mutant_add__minus": "3/5"}
     assert (toy_course / "demo/grading/grades.csv").exists()
+
+
+def test_report_lists_exercises_and_who_needs_a_look(graded_class):
+    subs, out, grades, root = graded_class
+    page = (out / "report.html").read_text()
+    assert (out / "exercises.png").stat().st_size > 1000
+    assert "test_double_array" in page and "Needs a human look" in page
+    for student in ("erin", "frank", "grace", "heidi", "judy", "kate"):  # every status other than graded
+        assert f"<td>{student}</td>" in page
+    assert "<td>alice</td>" not in page
+
+
+def _small_batch(root, folder, students):
+    source = notebooks.read(root / SOURCE)
+    for student, overrides in students.items():
+        _submit(folder, student, notebooks.fill(_release_nb(root), {**notebooks.answers(source), **overrides}))
+
+
+def test_manual_grades_survive_a_regrade(toy_course, tmp_path):
+    from nbgrader.api import Gradebook
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    _small_batch(toy_course, subs, {"ann": {"add": "def add(a, b):\n    return a - b\n"}, "ben": {}})
+    assert autograder("grade", subs, "--out", out, cwd=toy_course).returncode == 0
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:  # a grader gives ann 1 of 2 by hand
+        grade = gb.find_grade("test_add", "00_toy", "00_toy", "ann")
+        assert grade.auto_score == 0
+        grade.manual_score = 1.0
+        gb.db.commit()
+    (out / "results").rename(tmp_path / "old-results")  # force a full re-grade
+    run = autograder("grade", subs, "--out", out, cwd=toy_course)
+    assert run.returncode == 0, run.stderr
+    with open(out / "grades.csv", encoding="utf-8-sig") as handle:
+        rows = {r["student_id"]: r for r in csv.DictReader(handle)}
+    assert rows["ann"]["score"] == "4" and "manual grade kept for test_add" in rows["ann"]["message"]
+    assert rows["ben"]["score"] == "5"
+
+
+def test_late_submissions_against_a_time_zone_aware_due_date(toy_course, tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    _small_batch(toy_course, subs, {"early": {}, "late": {}, "naive": {}})
+    (subs / "early/00_toy/timestamp.txt").write_text("2026-12-01 22:30:00+00:00")   # 23:30 in Paris
+    (subs / "late/00_toy/timestamp.txt").write_text("2026-12-01 23:30:00+00:00")    # 00:30 in Paris
+    (subs / "naive/00_toy/timestamp.txt").write_text("2026-12-02 00:15:00")         # read in the due date's zone
+    run = autograder("grade", subs, "--out", out, "--due", "2026-12-01T23:59:00+01:00", cwd=toy_course)
+    assert run.returncode == 0, run.stderr
+    with open(out / "grades.csv", encoding="utf-8-sig") as handle:
+        rows = {r["student_id"]: r for r in csv.DictReader(handle)}
+    assert rows["early"]["late_minutes"] == "0"
+    assert rows["late"]["late_minutes"] == "31" and "late by 31 min" in rows["late"]["message"]
+    assert rows["naive"]["late_minutes"] == "16"
+    assert rows["late"]["score"] == "5"  # lateness is reported, not a penalty
+    bad = autograder("grade", subs, "--out", out, "--due", "2026-12-01T23:59:00", cwd=toy_course)
+    assert bad.returncode != 0 and "time zone" in bad.stderr
+
+
+def test_an_lms_zip_of_flat_files(toy_course, tmp_path):
+    import zipfile
+    source = notebooks.read(toy_course / SOURCE)
+    good = nbformat.writes(notebooks.fill(_release_nb(toy_course), notebooks.answers(source)))
+    archive = tmp_path / "download.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("zoe_00_toy.ipynb", good)
+        zf.writestr(zipfile.ZipInfo("=cmd_00_toy.ipynb"), good)       # not a valid student id: skipped
+        zf.writestr(zipfile.ZipInfo("../evil_00_toy.ipynb"), good)    # path traversal: ignored
+    out = tmp_path / "out"
+    run = autograder("grade", archive, "--out", out, cwd=toy_course)
+    assert run.returncode == 0, run.stderr
+    assert "=cmd_00_toy.ipynb" in run.stderr
+    with open(out / "grades.csv", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["student_id"], r["score"], r["status"]) for r in rows] == [("zoe", "5", "graded")]
+    assert not (tmp_path / "evil_00_toy.ipynb").exists()
