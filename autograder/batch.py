@@ -5,6 +5,7 @@ import re
 import shutil
 import queue
 import sys
+import time
 import zipfile
 from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
@@ -104,6 +105,7 @@ def _grade_one(sub, out, slots, hide, options):
         except ValueError:
             pass
     slot = slots.get()
+    tic = time.perf_counter()
     try:
         result = grade_notebook(sub.student_id, sub.assignment, sub.path, slot=slot, hide=hide,
                                 save_to=out / "autograded" / sub.student_id / sub.assignment / f"{sub.assignment}.ipynb",
@@ -114,6 +116,7 @@ def _grade_one(sub, out, slots, hide, options):
                   "max_score": 0.0, "tests": [], "notes": []}
     finally:
         slots.put(slot)
+    result["wall_seconds"] = round(time.perf_counter() - tic, 3)
     if sub.note:
         result["message"] = "; ".join(filter(None, [sub.note, result["message"]]))
     result["digest"] = digest

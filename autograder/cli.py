@@ -25,23 +25,32 @@ def _nbgrader_api(root):
     return NbGraderAPI(config=config)
 
 
-def check_stripped(source_nb, release_nb, assignment):
-    """Prove by content that no solution line and no hidden-test line reached the release."""
-    leaked = []
-    release_text = "\n".join(cell.source for cell in release_nb.cells)
-    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
-        if marker in release_text:
-            leaked.append(f"marker {marker!r}")
-    release_lines = {line.strip() for line in release_text.splitlines()}
-    for cell in source_nb.cells:
+def _split_lines(nb):
+    """(lines inside solution or hidden-test regions, lines outside them), stripped."""
+    inside_lines, outside_lines = set(), set()
+    for cell in nb.cells:
         inside = False
         for line in cell.source.splitlines():
             if "BEGIN SOLUTION" in line or "BEGIN HIDDEN TESTS" in line:
                 inside = True
             elif "END SOLUTION" in line or "END HIDDEN TESTS" in line:
                 inside = False
-            elif inside and len(line.strip()) > 12 and line.strip() in release_lines:
-                leaked.append(f"{notebooks.grade_id(cell)}: {line.strip()[:60]!r}")
+            else:
+                (inside_lines if inside else outside_lines).add(line.strip())
+    return inside_lines, outside_lines
+
+
+def check_stripped(source_nb, release_nb, assignment):
+    """Prove by content that no solution and no hidden test reached the release: no marker, no
+    output, and no line that the source has only inside those regions."""
+    leaked = []
+    release_text = "\n".join(cell.source for cell in release_nb.cells)
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+        if marker in release_text:
+            leaked.append(f"marker {marker!r}")
+    inside, outside = _split_lines(source_nb)
+    release_lines = {line.strip() for line in release_text.splitlines()}
+    leaked += [f"line {line[:60]!r}" for line in sorted(inside - outside) if len(line) > 12 and line in release_lines]
     if any(cell.get("outputs") for cell in release_nb.cells if cell.cell_type == "code"):
         leaked.append("stored outputs")
     if leaked:

@@ -237,3 +237,16 @@ def test_an_lms_zip_of_flat_files(toy_course, tmp_path):
         rows = list(csv.DictReader(handle))
     assert [(r["student_id"], r["score"], r["status"]) for r in rows] == [("zoe", "5", "graded")]
     assert not (tmp_path / "evil_00_toy.ipynb").exists()
+
+
+def test_the_release_check_catches_a_leak(toy_course):
+    from autograder.cli import check_stripped
+    source = notebooks.read(toy_course / SOURCE)
+    check_stripped(source, _release_nb(toy_course), "00_toy")
+    leaky = _release_nb(toy_course)
+    next(c for c in leaky.cells if notebooks.grade_id(c) == "test_double_array").source += "\n    y = rng.normal(size=shape)"
+    with pytest.raises(SystemExit, match="rng.normal"):
+        check_stripped(source, leaky, "00_toy")
+    unstripped = notebooks.fill(_release_nb(toy_course), notebooks.answers(source))
+    with pytest.raises(SystemExit, match="BEGIN SOLUTION"):
+        check_stripped(source, unstripped, "00_toy")

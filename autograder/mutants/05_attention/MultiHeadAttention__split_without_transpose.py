@@ -10,8 +10,9 @@ class MultiHeadAttention(nn.Module):
             Head h uses output features h*d_head:(h+1)*d_head of q_proj, k_proj and v_proj (the
             layout of torch.nn.MultiheadAttention); out_proj mixes the concatenated heads.
         n_heads, d_head: ints.
-        last_weights: the attention weights of the latest forward call, a detached tensor
-            (N, n_heads, Tq, Tk); None before the first call.
+        last_weights: the attention weights of the latest forward call, (N, n_heads, Tq, Tk),
+            stored detached (weights.detach(): it is only read, e.g. by the attention explorer);
+            None before the first call.
     """
 
     def __init__(self, d_model, n_heads):

@@ -1,0 +1,103 @@
+"""Grading throughput: plain `nbgrader autograde` (sequential, the whole class in one call) against
+`autograder grade --workers N`, on the same generated submissions.
+
+    python benchmarks/grading_throughput.py [--assignment 01_backprop] [--students 20] [--runs 3] [--workers 2]
+
+The submissions are made from the source notebook: the reference answers, the bare release and
+every mutant, cycled to the number of students. Both graders run in the fast profile. Prints
+each run, the medians, submissions per minute and their ratio, and the autograder's overhead per
+submission beyond the cells' own run time (median over submissions).
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+from autograder import course, notebooks
+from autograder.cli import _mutant_files, _samples
+
+BIN = Path(sys.executable).parent
+
+
+def make_submissions(assignment, students, folder):
+    samples = list(_samples(assignment, _mutant_files(assignment)).values())
+    name = course.source_notebook(assignment).name
+    for i in range(students):
+        path = folder / f"student{i:02d}" / assignment / name
+        path.parent.mkdir(parents=True)
+        nbformat.write(samples[i % len(samples)], str(path))
+
+
+def plain_nbgrader(assignment, submissions, work):
+    """A course folder for stock nbgrader: source/, submitted/, its gradebook; one autograde call."""
+    root = work / "nbgrader-course"
+    shutil.copytree(course.source_dir() / assignment, root / "source" / assignment)
+    (root / "nbgrader_config.py").write_text(
+        "c = get_config()\nc.CourseDirectory.root = %r\nc.Execute.timeout = 120\n" % str(root))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COURSE_PROFILE": "fast",
+           "COURSE_DEVICE": "cpu"}
+    subprocess.run([str(BIN / "nbgrader"), "generate_assignment", assignment, "--force"], cwd=root, env=env,
+                   check=True, capture_output=True)
+    shutil.copytree(submissions, root / "submitted")
+    tic = time.perf_counter()
+    run = subprocess.run([str(BIN / "nbgrader"), "autograde", assignment, "--force"], cwd=root, env=env,
+                         capture_output=True, text=True)
+    seconds = time.perf_counter() - tic
+    if run.returncode != 0:
+        print(run.stderr[-2000:], file=sys.stderr)
+    return seconds
+
+
+def autograder(submissions, work, workers):
+    out = work / "autograder-out"
+    tic = time.perf_counter()
+    subprocess.run([str(BIN / "autograder"), "grade", str(submissions), "--out", str(out), "--workers", str(workers)],
+                   check=True, capture_output=True, cwd=course.course_root(),
+                   env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+    seconds = time.perf_counter() - tic
+    results = [json.loads(p.read_text()) for p in out.glob("results/*/*.json")]
+    overhead = [r["wall_seconds"] - r["exec_seconds"] for r in results if "wall_seconds" in r]
+    return seconds, overhead
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--assignment", default="01_backprop")
+    parser.add_argument("--students", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    times = {"nbgrader autograde": [], f"autograder --workers {args.workers}": []}
+    overheads = []
+    print(f"{args.students} submissions of {args.assignment}, {args.runs} runs each, {os.cpu_count()} cores")
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
+            work = Path(tmp)
+            make_submissions(args.assignment, args.students, work / "submitted")
+            plain = plain_nbgrader(args.assignment, work / "submitted", work)
+            ours, overhead = autograder(work / "submitted", work, args.workers)
+        times["nbgrader autograde"].append(plain)
+        times[f"autograder --workers {args.workers}"].append(ours)
+        overheads += overhead
+        print(f"  run {run + 1}: nbgrader {plain:.1f} s, autograder {ours:.1f} s")
+    rates = {}
+    for name, values in times.items():
+        median = statistics.median(values)
+        rates[name] = args.students / median * 60
+        print(f"{name:<24} median {median:6.1f} s  {rates[name]:6.1f} submissions/min")
+    plain_rate, our_rate = rates.values()
+    print(f"ratio: {our_rate / plain_rate:.2f}x (target >= 1.8x on 2 cores)")
+    print(f"autograder overhead per submission beyond its cells' run time: median {statistics.median(overheads):.2f} s, "
+          f"max {max(overheads):.2f} s (target <= 1 s)")
+
+
+if __name__ == "__main__":
+    main()
