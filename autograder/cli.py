@@ -25,21 +25,6 @@ def _nbgrader_api(root):
     return NbGraderAPI(config=config)
 
 
-def _split_lines(nb):
-    """(lines inside solution or hidden-test regions, lines outside them), stripped."""
-    inside_lines, outside_lines = set(), set()
-    for cell in nb.cells:
-        inside = False
-        for line in cell.source.splitlines():
-            if "BEGIN SOLUTION" in line or "BEGIN HIDDEN TESTS" in line:
-                inside = True
-            elif "END SOLUTION" in line or "END HIDDEN TESTS" in line:
-                inside = False
-            else:
-                (inside_lines if inside else outside_lines).add(line.strip())
-    return inside_lines, outside_lines
-
-
 def check_stripped(source_nb, release_nb, assignment):
     """Prove by content that no solution and no hidden test reached the release: no marker, no
     output, and no line that the source has only inside those regions."""
@@ -48,9 +33,8 @@ def check_stripped(source_nb, release_nb, assignment):
     for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
         if marker in release_text:
             leaked.append(f"marker {marker!r}")
-    inside, outside = _split_lines(source_nb)
     release_lines = {line.strip() for line in release_text.splitlines()}
-    leaked += [f"line {line[:60]!r}" for line in sorted(inside - outside) if len(line) > 12 and line in release_lines]
+    leaked += [f"line {line[:60]!r}" for line in sorted(notebooks.secret_lines(source_nb) & release_lines)]
     if any(cell.get("outputs") for cell in release_nb.cells if cell.cell_type == "code"):
         leaked.append("stored outputs")
     if leaked:

@@ -141,20 +141,6 @@ def _hidden_lines(source):
     return hidden, secret
 
 
-def _secrets(source_nb):
-    lines = []
-    for cell in source_nb.cells:
-        inside = False
-        for line in cell.source.splitlines():
-            if "BEGIN SOLUTION" in line or "BEGIN HIDDEN TESTS" in line:
-                inside = True
-            elif "END SOLUTION" in line or "END HIDDEN TESTS" in line:
-                inside = False
-            elif inside and len(line.strip()) >= 10:
-                lines.append(line.strip())
-    return sorted(set(lines), key=len, reverse=True)
-
-
 def _scrub(message, secrets, paths):
     for secret in secrets:
         message = message.replace(secret, "[hidden]")
@@ -286,7 +272,7 @@ def grade_notebook(student, assignment, path, *, slot=0, hide=(), cell_timeout=D
     finally:
         session.stop()
 
-    secrets = _secrets(source_nb)
+    secrets = sorted(notebooks.secret_lines(source_nb), key=len, reverse=True)
     paths = [course.course_root(), Path(path).resolve().parent]
     tests = []
     for cell in notebooks.tests(graded):

@@ -118,3 +118,19 @@ def assemble(source_nb, submitted_nb):
         graded.cells.extend(attached.get(gid, []))
     return graded, notes, tampered
 
+
+
+def secret_lines(nb):
+    """Lines the source has only inside solution or hidden-test regions (stripped): what must never
+    reach a student, in the release or in feedback."""
+    inside_lines, outside_lines = set(), set()
+    for cell in nb.cells:
+        inside = False
+        for line in cell.source.splitlines():
+            if "BEGIN SOLUTION" in line or "BEGIN HIDDEN TESTS" in line:
+                inside = True
+            elif "END SOLUTION" in line or "END HIDDEN TESTS" in line:
+                inside = False
+            else:
+                (inside_lines if inside else outside_lines).add(line.strip())
+    return {line for line in inside_lines - outside_lines if len(line) > 12}
