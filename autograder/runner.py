@@ -223,13 +223,10 @@ def main():
         tic = time.perf_counter()
         reply = {"index": request["index"], "error": None, "value": None, "restored": restored}
         name = f"<cell-{request['index']}>"
-        # A test runs in a copy of the namespace: student code that rebinds a global while the
-        # test runs does not reach the names the test uses.
-        cell_namespace = dict(namespace) if test else namespace
         sentry.refused = []
         sentry.level = "test" if test else None if request.get("locked") else "student"
         try:
-            reply["value"] = run_cell(request["source"], cell_namespace, test, name)
+            reply["value"] = run_cell(request["source"], namespace, test, name)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt count as errors in a cell too
             tb = traceback.extract_tb(exc.__traceback__)
             lines = [frame.lineno for frame in tb if frame.filename == name]
@@ -238,7 +235,8 @@ def main():
         sentry.level = None
         reply["refused"] = sorted(set(sentry.refused))
         if test:
-            reply["tampered"] = sorted(set(guard.changed() + [
+            # Student code that rebinds a guarded name while the test runs voids the test.
+            reply["tampered"] = sorted(set(guard.changed(namespace) + [
                 r for r in sentry.refused if not r.startswith(Sentry.STUDENT) and r != "starting a thread"]))
         if before is not None:
             guard.snapshot_modules()
