@@ -27,7 +27,7 @@ lab: release
 	$(BIN)/jupyter lab --notebook-dir=release
 
 test: setup
-	COURSE_PROFILE=fast $(BIN)/python -m pytest -n 2 --dist loadscope --durations=15 tests notebooks --nbval-lax
+	COURSE_PROFILE=fast OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope --durations=15 tests notebooks --nbval-lax
 
 demo: setup
 	$(BIN)/autograder demo
