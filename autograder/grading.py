@@ -17,6 +17,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,10 +64,11 @@ class Session:
 
         venv = Path(sys.prefix)
         expose = [venv, Path(course_utils.__file__).parent]
-        home = "/tmp/work" if sandbox.isolation() == "namespaces" else tempfile.mkdtemp(prefix="grade-")
+        # in the sandbox /tmp is a private tmpfs; without it, a temporary folder removed in stop()
+        self.scratch = None if sandbox.isolation() == "namespaces" else tempfile.mkdtemp(prefix="grade-")
+        home = self.scratch or "/tmp/work"
         env = {**GRADING_ENV, "HOME": home, "MPLCONFIGDIR": f"{home}/.mpl",
                "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-        self.home = home
         self.proc, self.fd = sandbox.start(slot=self.slot, env=env, hide=self.hide, expose=expose,
                                            memory_mb=self.memory_mb)
         self.buffer = b""
@@ -124,12 +126,14 @@ class Session:
                 closing()
             except OSError:
                 pass
+        if self.scratch:
+            shutil.rmtree(self.scratch, ignore_errors=True)
         self.proc = None
 
 
 def _hidden_lines(source):
-    """1-based line numbers inside BEGIN/END HIDDEN TESTS, and the secret lines themselves."""
-    hidden, secret, inside = set(), [], False
+    """1-based numbers of the lines inside BEGIN/END HIDDEN TESTS."""
+    hidden, inside = set(), False
     for number, line in enumerate(source.splitlines(), 1):
         if "BEGIN HIDDEN TESTS" in line:
             inside = True
@@ -137,8 +141,7 @@ def _hidden_lines(source):
             inside = False
         elif inside:
             hidden.add(number)
-            secret.append(line.strip())
-    return hidden, secret
+    return hidden
 
 
 def _scrub(message, secrets, paths):
@@ -278,7 +281,7 @@ def grade_notebook(student, assignment, path, *, slot=0, hide=(), cell_timeout=D
     for cell in notebooks.tests(graded):
         score, max_score = determine_grade(cell)
         error = next((o for o in cell.outputs if o.output_type == "error"), None)
-        hidden_lines, _ = _hidden_lines(next(c.source for c in source_nb.cells if notebooks.grade_id(c) == notebooks.grade_id(cell)))
+        hidden_lines = _hidden_lines(next(c.source for c in source_nb.cells if notebooks.grade_id(c) == notebooks.grade_id(cell)))
         message, hidden = None, False
         if error is not None:
             hidden = cell.metadata.get("error_line") in hidden_lines

@@ -250,3 +250,15 @@ def test_the_release_check_catches_a_leak(toy_course):
     unstripped = notebooks.fill(_release_nb(toy_course), notebooks.answers(source))
     with pytest.raises(SystemExit, match="BEGIN SOLUTION"):
         check_stripped(source, unstripped, "00_toy")
+
+
+def test_without_namespaces_grades_the_same_and_warns(toy_course, tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    _small_batch(toy_course, subs, {"ok": {}, "wrong": {"add": "def add(a, b):\n    return a - b\n"},
+                                    "crash": {"square": "import os\nos._exit(1)\n"}})
+    run = autograder("grade", subs, "--out", out, cwd=toy_course, env={"AUTOGRADER_ISOLATION": "rlimits"})
+    assert run.returncode == 0, run.stderr
+    assert "WARNING: student code ran with rlimits only" in run.stderr
+    with open(out / "grades.csv", encoding="utf-8-sig") as handle:
+        rows = {r["student_id"]: (r["score"], r["status"]) for r in csv.DictReader(handle)}
+    assert rows == {"ok": ("5", "graded"), "wrong": ("3", "graded"), "crash": ("4", "crashed")}

