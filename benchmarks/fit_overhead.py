@@ -1,6 +1,6 @@
 """What `course_utils.fit` costs over a plain hand-written loop, on the same model and data.
 
-    python benchmarks/fit_overhead.py [--workload cnn|mlp] [--runs 5] [--device cpu|cuda] [--amp auto|bf16|off]
+    python benchmarks/fit_overhead.py [--workload cnn|mlp] [--runs 5] [--device cpu|cuda] [--amp auto|bf16|off] [--threads N]
 
 Both sides train one epoch and then evaluate loss and accuracy on a validation set; the hand-written
 loop keeps a running mean of the loss the way a real loop does. Runs alternate (fit, loop, fit, ...)
@@ -79,8 +79,11 @@ def main():
     parser.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"], default="off",
                         help="mixed precision for both sides (CUDA only)")
     parser.add_argument("--no-progress", action="store_true", help="measure fit without its tqdm bar")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     amp = False if args.amp == "off" else args.amp
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp) if device.type == "cuda" else None
     make_model, train, val = workload(args.workload, device)
