@@ -2,6 +2,7 @@
 fails them all when bare, and catches every mutant on its own exercise only."""
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +72,42 @@ def test_validate(assignment):
 def test_mutants_are_caught_on_their_own_exercise(assignment):
     out = autograder("mutants", assignment, "--workers", 2, cwd=REPO, timeout=1200)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_jupyterlab_serves_the_release(tmp_path):
+    """What `make lab` starts: JupyterLab on release/, which lists and opens every notebook."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    assert autograder("release", cwd=REPO).returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "cfg"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt"),
+           "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "ws")}
+    lab = subprocess.Popen([str(Path(sys.executable).parent / "jupyter"), "lab", "--notebook-dir", str(REPO / "release"),
+                            "--no-browser", "--allow-root", "--ip", "127.0.0.1", f"--port={port}",
+                            "--ServerApp.port_retries=0", "--IdentityProvider.token=t0ken",
+                            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token=t0ken", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        page = urllib.request.urlopen(f"{base}/lab?token=t0ken", timeout=10).read().decode()
+        assert "JupyterLab" in page
+        for assignment in ASSIGNMENTS:
+            url = f"{base}/api/contents/{assignment}/{assignment}.ipynb?token=t0ken"
+            model = json.loads(urllib.request.urlopen(url, timeout=10).read())
+            assert model["type"] == "notebook" and model["content"]["cells"]
+    finally:
+        lab.terminate()
+        lab.wait(timeout=30)
