@@ -4,7 +4,6 @@ import os
 import re
 import shutil
 import queue
-import sys
 import time
 import zipfile
 from datetime import datetime, timezone

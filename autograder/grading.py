@@ -15,7 +15,6 @@ a warning on stderr or a printed "all tests passed" changes nothing.
 import hashlib
 import json
 import os
-import re
 import select
 import shutil
 import signal

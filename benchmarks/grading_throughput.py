@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from autograder import course, notebooks
+from autograder import course
 from autograder.cli import _mutant_files, _samples
 
 BIN = Path(sys.executable).parent
