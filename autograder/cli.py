@@ -59,6 +59,9 @@ def cmd_release(args):
 
     shutil.copytree(Path(course_utils.__file__).parent, release / "course_utils", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
+    # the harness too, for `autograder check`; never the mutants (near-solutions)
+    shutil.rmtree(release / "autograder", ignore_errors=True)
+    shutil.copytree(HERE, release / "autograder", ignore=shutil.ignore_patterns("__pycache__", "mutants", "student_*"))
     if (root / "requirements.lock").exists():
         shutil.copy(root / "requirements.lock", release / "requirements.lock")
     shutil.copy(HERE / "student_pyproject.toml", release / "pyproject.toml")
@@ -212,7 +215,10 @@ def cmd_check(args):
     result = grade_notebook("me", path.stem, path, source_nb=own, visible_only=True, cell_timeout=args.cell_timeout)
     for t in result["tests"]:
         mark = "ok  " if t["score"] >= t["max_score"] else "FAIL"
-        print(f"{mark} {t['test']:<36} {t['score']:g}/{t['max_score']:g}" + (f"  {t['error']}" if t["error"] else ""))
+        error = t["error"] or ""
+        if error.startswith("NotImplementedError"):
+            error = "not answered yet (the answer cell still raises NotImplementedError)"
+        print(f"{mark} {t['test']:<36} {t['score']:g}/{t['max_score']:g}" + (f"  {error}" if error else ""))
     if result["message"]:
         print(f"note: {result['message']}")
     print(f"visible tests: {result['score']:g}/{result['max_score']:g} (grading also runs hidden tests)")

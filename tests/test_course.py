@@ -59,6 +59,8 @@ def test_release_command_builds_the_student_bundle():
         text = (REPO / "release" / assignment / f"{assignment}.ipynb").read_text()
         assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     assert (REPO / "release/course_utils/training.py").exists()
+    assert (REPO / "release/autograder/cli.py").exists()
+    assert not list((REPO / "release").rglob("mutants")), "mutants are near-solutions: never in the release"
     assert (REPO / "release/requirements.lock").read_text() == (REPO / "requirements.lock").read_text()
 
 
