@@ -235,10 +235,12 @@ def cmd_demo(args):
         _write_samples(demo / "submissions", assignment, _samples(assignment, files))
     print(f"sample submissions (reference, bare release, a mutant) in {demo / 'submissions'}")
     subs, _ = batch.collect(demo / "submissions", assignments)
-    results = batch.grade_all(subs, demo / "grading", workers=args.workers, progress=None)
-    report.write(results, demo / "grading")
-    report.print_table(results)
-    print(f"reports: {demo / 'grading' / 'grades.csv'}, {demo / 'grading' / 'scores.csv'}, {demo / 'grading' / 'feedback'}/")
+    out = demo / "grading"
+    results = batch.grade_all(subs, out, workers=args.workers, progress=None)
+    gradebook.record(results, out)
+    report.write(results, out)
+    report.print_table(sorted(results, key=lambda r: (r["assignment"], r["student_id"])))
+    print(f"reports: {out / 'grades.csv'}, {out / 'scores.csv'}, {out / 'feedback'}/, {out / 'report.html'}")
     return 0
 
 
