@@ -262,3 +262,14 @@ def test_without_namespaces_grades_the_same_and_warns(toy_course, tmp_path):
     with open(out / "grades.csv", encoding="utf-8-sig") as handle:
         rows = {r["student_id"]: (r["score"], r["status"]) for r in csv.DictReader(handle)}
     assert rows == {"ok": ("5", "graded"), "wrong": ("3", "graded"), "crash": ("4", "crashed")}
+
+
+def test_changing_the_source_regrades(toy_course, tmp_path):
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    _small_batch(toy_course, subs, {"amy": {}})
+    assert autograder("grade", subs, "--out", out, cwd=toy_course).returncode == 0
+    source = toy_course / SOURCE
+    source.write_text(source.read_text().replace("assert square(0) == 0", "assert square(0) == 1"))
+    assert autograder("grade", subs, "--out", out, cwd=toy_course).returncode == 0
+    with open(out / "grades.csv", encoding="utf-8-sig") as handle:
+        assert next(csv.DictReader(handle))["score"] == "4"  # graded against the changed test
