@@ -2,12 +2,13 @@
 
 It is started by autograder.sandbox (as a standalone script: it imports nothing from the
 autograder package) and driven by the grader over two pipes: requests arrive on stdin as JSON
-lines {"index", "source", "test"}, and one JSON line per cell goes back on fd 3. Student output
-goes to capped buffers, never to the protocol pipe.
+lines {"index", "source", "test", "locked"}, and one JSON line per cell goes back on the pipe
+named by $GRADER_FD. Student output goes to capped buffers, never to the protocol pipe.
 
-Before each test cell the runner puts back what student code may have changed: every public
-attribute of the modules tests rely on (and the code of their Python functions), the names that
-the read-only cells bound, the trace and profile hooks. Without IPython there are no input or
+Before each test cell the runner puts back what student code may have changed: every attribute
+of the modules and classes tests rely on (and the code of their Python functions), the names that
+the read-only cells bound, the trace and profile hooks; after it, it reports what changed while
+the test ran (Sentry, an audit hook, refuses the worst of it outright). Without IPython there are no input or
 AST transformers, events, custom exception handlers or traceback hooks to subvert a test.
 """
 import ast
@@ -59,6 +60,8 @@ class _Shell:
 
 
 class Guard:
+    """Snapshots of what tests rely on, to restore before each test and compare after it."""
+
     def __init__(self):
         self.modules = {}
         self.names = {}
