@@ -51,7 +51,10 @@ def _limits(memory_mb, cpu_seconds, nproc):
     if nproc:
         limits.append((resource.RLIMIT_NPROC, nproc))
     for kind, value in limits:
-        resource.setrlimit(kind, (value, value))
+        try:
+            resource.setrlimit(kind, (value, value))
+        except (ValueError, OSError):  # e.g. macOS refuses RLIMIT_AS: keep the others
+            pass
 
 
 def start(*, slot, env, hide, expose, memory_mb=4096, cpu_seconds=1200, nproc=256):
