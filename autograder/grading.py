@@ -31,7 +31,6 @@ from nbgrader.utils import determine_grade
 
 from . import course, notebooks, sandbox
 
-STATUSES = ("graded", "timeout", "crashed", "invalid_notebook", "tampered", "missing")
 GRADING_ENV = {
     "COURSE_PROFILE": "fast", "COURSE_DEVICE": "cpu", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
     "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TQDM_DISABLE": "1", "PYTHONDONTWRITEBYTECODE": "1",
