@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import batch, course, gradebook, notebooks, report
+from . import batch, course, gradebook, mutation, notebooks, report
 from . import sandbox
 from .grading import grade_notebook
 
@@ -79,7 +79,7 @@ def _samples(assignment, mutant_files=()):
         gid = path.stem.split("__")[0]
         if gid not in reference:
             raise SystemExit(f"mutant {path.name}: {assignment} has no answer cell {gid!r}")
-        samples[f"mutant_{path.stem}"] = notebooks.fill(release_nb, {**reference, gid: path.read_text()})
+        samples[f"mutant_{path.stem}"] = notebooks.fill(release_nb, {**reference, gid: _mutant_source(path, reference[gid])})
     return samples
 
 
@@ -92,7 +92,18 @@ def _write_samples(folder, assignment, samples):
 
 
 def _mutant_files(assignment):
-    return sorted((course.mutants_dir() / assignment).glob("*__*.py"))
+    folder = course.mutants_dir() / assignment
+    return sorted([*folder.glob("*__*.py"), *folder.glob("*__*.diff")])
+
+
+def _mutant_source(path, reference):
+    """A mutant's answer cell: a whole cell (.py) or a patch of the reference answer (.diff)."""
+    if path.suffix != ".diff":
+        return path.read_text()
+    try:
+        return mutation.apply_diff(reference, path.read_text())
+    except mutation.PatchError as exc:
+        raise SystemExit(f"mutant {path}: {exc}; update the patch to the current reference answer")
 
 
 def cmd_validate(args):
