@@ -40,7 +40,8 @@ def test_notebook_follows_the_conventions(assignment):
         if notebooks.is_test(cell):
             assert cell.metadata.nbgrader.get("locked") and cell.metadata.nbgrader.get("points", 0) > 0
     for answer in answers:
-        mutants = list((REPO / "autograder/mutants" / assignment).glob(f"{answer}__*.py"))
+        folder = REPO / "autograder/mutants" / assignment
+        mutants = [*folder.glob(f"{answer}__*.py"), *folder.glob(f"{answer}__*.diff")]
         assert len(mutants) >= 2, f"{answer} needs at least two mutants, has {len(mutants)}"
 
 
