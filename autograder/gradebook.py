@@ -40,7 +40,11 @@ def record(results, out, duedate=None):
             try:
                 gb.find_submission(assignment, student)
             except MissingEntry:
-                gb.add_submission(assignment, student, timestamp=r.get("submitted_at"))
+                # nbgrader builds the submission's notebooks and grades while the new submission is not
+                # yet in the session; an autoflush in between makes SQLAlchemy 2 warn and skip the
+                # backref adds (nbgrader adds the objects itself right after)
+                with gb.db.no_autoflush:
+                    gb.add_submission(assignment, student, timestamp=r.get("submitted_at"))
             manual = []
             for test in r["tests"]:
                 grade = gb.find_grade(test["test"], nb_id, assignment, student)

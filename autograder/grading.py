@@ -12,13 +12,16 @@ Each test cell is scored with nbgrader's rule (nbgrader.utils.determine_grade): 
 a number as the last value is partial credit, anything else full points. Output is not scored, so
 a warning on stderr or a printed "all tests passed" changes nothing.
 """
+import ast
+import functools
 import hashlib
 import json
+import marshal
 import os
 import select
 import shutil
 import signal
-import subprocess
+import secrets
 import sys
 import tempfile
 import time
@@ -49,13 +52,54 @@ class RunnerDied(Exception):
     pass
 
 
-class Session:
-    """One runner process at a time for one submission."""
+def _transform(source):
+    """IPython syntax (magics, !shell) turned into plain calls on the runner's stand-in shell: done
+    here, in the trusted grader, so that student code cannot change how a test is read."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+        return TransformerManager().transform_cell(source)
+    except Exception:
+        return source
 
-    def __init__(self, slot, hide, memory_mb):
-        self.slot, self.hide, self.memory_mb = slot, list(hide), memory_mb
-        self.proc = self.fd = None
+
+def request(index, source, *, test, locked):
+    """What the runner executes for a cell: its code, with a test's last expression split off
+    (nbgrader's partial credit is that expression's value when it is a number)."""
+    body, last = _transform(source), None
+    if test:
+        try:
+            tree = ast.parse(body)
+        except SyntaxError:
+            tree = None
+        if tree is not None and tree.body and isinstance(tree.body[-1], ast.Expr):
+            node = tree.body[-1]
+            lines = body.splitlines(keepends=True)
+            segment = ast.get_source_segment(body, node)
+            body = "".join(lines[:node.lineno - 1]) + lines[node.lineno - 1][:node.col_offset]
+            last = "\n" * (node.lineno - 1) + segment
+    return {"index": index, "body": body, "last": last, "name": f"<cell-{index}>", "test": test, "locked": locked}
+
+
+def _backstop(limit):
+    """Wall-clock seconds after which a cell is stopped whatever its CPU time (it may be asleep)."""
+    return 3 * limit + 30
+
+
+class Session:
+    """One runner process at a time for one submission.
+
+    Limits count the runner's CPU time, so a busy machine does not turn an honest cell into a
+    timeout; a generous wall-clock backstop (3 x the limit + 30 s) stops code that sleeps. The clock
+    of the first cell starts when the runner says it is ready (imports and snapshots done)."""
+
+    STARTUP_TIMEOUT = 600  # wall seconds for a runner to import torch and get ready, on a loaded machine
+    LINE_LIMIT = 1 << 20
+
+    def __init__(self, slot, hide, memory_mb, modules=()):
+        self.slot, self.hide, self.memory_mb, self.modules = slot, list(hide), memory_mb, list(modules)
+        self.proc = self.fd = self.pid = None
         self.buffer = b""
+        self.forged = 0
 
     def start(self):
         import course_utils
@@ -67,66 +111,127 @@ class Session:
         home = self.scratch or "/tmp/work"
         env = {**GRADING_ENV, "HOME": home, "MPLCONFIGDIR": f"{home}/.mpl",
                "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-        self.proc, self.fd = sandbox.start(slot=self.slot, env=env, hide=self.hide, expose=expose,
-                                           memory_mb=self.memory_mb)
-        self.buffer = b""
-
-    def run(self, index, source, *, test, locked, timeout):
-        request = {"index": index, "source": source, "test": test, "locked": locked}
-        try:
-            self.proc.stdin.write((json.dumps(request) + "\n").encode())
-            self.proc.stdin.flush()
-        except (BrokenPipeError, OSError):
+        self.proc = sandbox.start(slot=self.slot, env=env, hide=self.hide, expose=expose, memory_mb=self.memory_mb,
+                                  modules=self.modules)
+        self.fd, self.buffer, self.pid = self.proc.fd, b"", None
+        first = self._line(wall_limit=self.STARTUP_TIMEOUT)  # "pid N", written before the runner starts
+        if not first.startswith(b"pid "):
             raise RunnerDied()
-        deadline = time.monotonic() + timeout
+        self.pid = self.proc.pid = int(first[4:])
+        self.nonce = secrets.token_hex(16)
+        self.prefix = (self.nonce + " ").encode()
+        self._send(self.nonce)
+        ready = self._reply(cpu_limit=None, wall_limit=self.STARTUP_TIMEOUT)
+        if ready.get("ready") is not True:
+            raise RunnerDied()
+
+    def _cpu(self):
+        try:
+            times = psutil.Process(self.pid).cpu_times()
+            return times.user + times.system
+        except (psutil.NoSuchProcess, TypeError, ValueError):
+            return 0.0
+
+    def _send(self, message):
+        if self.proc is None:
+            raise RunnerDied()
+        frame = marshal.dumps(message)
+        try:
+            self.proc.send(len(frame).to_bytes(4, "big") + frame)
+        except OSError:  # BrokenPipeError: the runner is gone
+            raise RunnerDied()
+
+    def _line(self, wall_limit, cpu_limit=None):
+        """The next line on the reply pipe, within the limits."""
+        start_wall, start_cpu = time.monotonic(), self._cpu() if cpu_limit is not None else 0.0
         while b"\n" not in self.buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            if len(self.buffer) > self.LINE_LIMIT:
+                self.forged += 1
+                raise RunnerDied()
+            if time.monotonic() - start_wall > wall_limit:
                 raise CellTimeout()
-            ready, _, _ = select.select([self.fd], [], [], left)
+            if cpu_limit is not None and self._cpu() - start_cpu > cpu_limit:
+                raise CellTimeout()
+            ready, _, _ = select.select([self.fd], [], [], 0.25)
             if ready:
                 chunk = os.read(self.fd, 1 << 16)
                 if not chunk:
                     raise RunnerDied()
                 self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
-        try:
-            reply = json.loads(line)
-        except ValueError:
-            raise RunnerDied()  # something wrote garbage on the protocol pipe
+        return line
+
+    def _reply(self, cpu_limit, wall_limit):
+        """The next line that carries the nonce; lines that do not (written by student code) are
+        counted as forged and skipped."""
+        deadline = time.monotonic() + wall_limit
+        while True:
+            line = self._line(max(0.0, deadline - time.monotonic()), cpu_limit)
+            if not line.startswith(self.prefix):
+                self.forged += 1
+                continue
+            try:
+                reply = ast.literal_eval(line[len(self.prefix):].decode("utf-8", "replace"))
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                raise RunnerDied()
+            if not isinstance(reply, dict):
+                raise RunnerDied()
+            return reply
+
+    def run(self, index, source, *, test, locked, timeout, cpu_timeout=None):
+        """Run one cell; `timeout` is the cell's CPU-time limit, its wall backstop is derived from it."""
+        self._send(request(index, source, test=test, locked=locked))
+        reply = self._reply(cpu_limit=cpu_timeout if cpu_timeout is not None else timeout,
+                            wall_limit=_backstop(timeout))
         if reply.get("index") != index:
             raise RunnerDied()
         return reply
 
     def stop(self):
-        """Kill the runner and everything it started. In the sandbox that is the PID namespace's
-        first process (killing it ends the namespace); `unshare` then reaps it and exits."""
+        """Kill the runner and everything it started: in the sandbox it is the PID namespace's first
+        process (killing it ends the namespace), elsewhere the leader of its own session."""
         if self.proc is None:
             return
-        try:
-            victims = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            victims = []
-        if sandbox.isolation() != "namespaces":
-            victims.append(psutil.Process(self.proc.pid))
-        for victim in victims:
-            try:
-                victim.send_signal(signal.SIGKILL)
-            except psutil.NoSuchProcess:
-                pass
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        if self.proc.pid:
             self.proc.kill()
-            self.proc.wait()
-        for closing in (self.proc.stdin.close, lambda: os.close(self.fd)):
             try:
-                closing()
-            except OSError:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
                 pass
+        self.proc.close()
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
         self.proc = None
+
+
+def imported_modules(nb):
+    """The modules a notebook's code cells import (what the fork server imports once for all)."""
+    names = set()
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        try:
+            tree = ast.parse(_transform(cell.source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+    return names
+
+
+@functools.lru_cache(maxsize=None)
+def _course_modules(root):
+    """Every module the course's source notebooks import: one fork server per slot serves them all."""
+    names = set()
+    try:
+        for assignment in course.assignments():
+            names |= imported_modules(notebooks.read(course.source_notebook(assignment)))
+    except (OSError, SystemExit, ValueError):
+        pass
+    return names
 
 
 def _hidden_lines(source):
@@ -213,51 +318,68 @@ def grade_notebook(student, assignment, path, *, slot=0, hide=(), cell_timeout=D
                        source_tests=source_tests)
 
     graded, notes, edited = notebooks.assemble(source_nb, submitted)
-    tampered, refused, restored = [], set(), set()
+    tampered, refused, restored, reached = [], set(), set(), []
     plan = _plan(graded, source_nb)
-    events, done, threads, exec_seconds = [], [], 1, 0.0
-    session = Session(slot, hide, memory_mb)
-    session.start()
-    deadline = time.monotonic() + submission_timeout
+    events, done, threads, exec_seconds, cpu_used = [], [], 1, 0.0, 0.0
+    modules = sorted(imported_modules(source_nb) | (set() if visible_only else _course_modules(course.course_root())))
+    session = Session(slot, hide, memory_mb, modules)
+    wall_deadline = time.monotonic() + _backstop(submission_timeout)
+
+    def restart():
+        session.stop()
+        session.start()
+        for replay_index, replay_cell, replay_kind in done:  # the cells that had run, tests excepted
+            session.run(replay_index, replay_cell.source, test=False, locked=replay_kind == "locked",
+                        timeout=cell_timeout)
+
     try:
+        try:
+            session.start()
+        except (CellTimeout, RunnerDied):
+            session.stop()
+            return _result(student, assignment, "crashed", "the grading process could not start; try again",
+                           source_tests=source_tests)
         for index, cell, kind in plan:
-            left = deadline - time.monotonic()
+            left = min(submission_timeout - cpu_used, wall_deadline - time.monotonic())
+            name = notebooks.grade_id(cell) or f"cell {index + 1}"
             if left < 1:
-                events.append(("timeout", index, notebooks.grade_id(cell) or f"cell {index + 1}"))
+                events.append(("timeout", index, name))
                 cell.outputs = [new_output("error", ename="GradingTimeout", evalue="not run: time limit", traceback=[])]
                 continue
+            forged = session.forged
             try:
                 reply = session.run(index, cell.source, test=kind == "test", locked=kind == "locked",
                                     timeout=min(cell_timeout, left))
             except (CellTimeout, RunnerDied) as exc:
                 kind_of = "timeout" if isinstance(exc, CellTimeout) else "crashed"
-                events.append((kind_of, index, notebooks.grade_id(cell) or f"cell {index + 1}"))
-                why = (f"ran longer than {int(min(cell_timeout, left))} s and was stopped" if kind_of == "timeout"
+                events.append((kind_of, index, name))
+                why = (f"used more than {int(min(cell_timeout, left))} s of CPU time (or sat idle far longer) "
+                       "and was stopped" if kind_of == "timeout"
                        else "the process died in this cell (os._exit, a crash, or out of memory)")
                 cell.outputs = [new_output("error", ename="CellTimeout" if kind_of == "timeout" else "ProcessDied",
                                            evalue=why, traceback=[])]
-                session.stop()
-                session.start()
-                for replay_index, replay_cell, replay_kind in done:
-                    try:
-                        session.run(replay_index, replay_cell.source, test=False, locked=replay_kind == "locked",
-                                    timeout=min(cell_timeout, max(1, deadline - time.monotonic())))
-                    except (CellTimeout, RunnerDied):
-                        session.stop()
-                        session.start()
-                        break
+                try:
+                    restart()
+                except (CellTimeout, RunnerDied):
+                    session.stop()  # the next cells then fail to run, and say so
                 continue
             threads = max(threads, reply.get("threads", 1))
             exec_seconds += reply.get("seconds", 0.0)
+            cpu_used += reply.get("cpu_seconds", 0.0)
             if reply["error"] and reply["error"]["ename"] == "MemoryError":
-                events.append(("crashed", index, (notebooks.grade_id(cell) or f"cell {index + 1}") + " (out of memory)"))
-            refused.update(r for r in reply.get("refused", []) if not r.startswith(("sys.", "ctypes.", "gc.", "object.")))
-            if reply.get("restored"):
-                restored.update(reply["restored"])
-            if reply.get("tampered"):
-                changed = ", ".join(reply["tampered"][:5])
-                tampered.append(f"{notebooks.grade_id(cell)} (changed {changed} while the test ran)")
-                reply["error"] = {"ename": "Tampering", "evalue": f"the test was voided: {changed} changed while it ran",
+                events.append(("crashed", index, name + " (out of memory)"))
+            refused.update(reply.get("refused", []))
+            restored.update(reply.get("restored", []))
+            reached += [f"{name}: {what}" for what in dict.fromkeys(reply.get("reached", []))]
+            voided = [f"changed {what}" for what in dict.fromkeys(reply.get("tampered", []))]
+            voided += [f"tried {what}" for what in dict.fromkeys(reply.get("reached", []))]
+            if session.forged > forged:
+                reached.append(f"{name}: wrote {session.forged - forged} forged line(s) on the grader's pipe")
+                voided.append("wrote forged replies on the grader's pipe")
+            if voided and kind == "test":
+                what = ", ".join(voided[:5])
+                tampered.append(f"{notebooks.grade_id(cell)} ({what} while the test ran)")
+                reply["error"] = {"ename": "Tampering", "evalue": f"the test was voided: {what} while it ran",
                                   "line": None}
             cell.outputs = []
             if reply.get("output"):
@@ -306,12 +428,16 @@ def grade_notebook(student, assignment, path, *, slot=0, hide=(), cell_timeout=D
         problems.append(f"changed {', '.join(sorted(restored)[:5])} before the tests; put back")
     if tampered:
         problems.append(f"tampering while tests ran: {'; '.join(tampered)}; those tests scored 0")
+    reached = [r for r in dict.fromkeys(reached) if not any(r.startswith(f"{t.split(' ')[0]}:") for t in tampered)]
+    if reached:
+        problems.append(f"tried to reach the grader (refused): {'; '.join(reached)}")
     for kind in ("timeout", "crashed"):
         if found[kind]:
             problems.insert(0, f"{kind}: {', '.join(dict.fromkeys(found[kind]))}; the other cells were graded")
     status = next((kind for kind, hit in [("crashed", found["crashed"]), ("timeout", found["timeout"]),
-                                          ("tampered", edited or restored or tampered)] if hit), "graded")
+                                          ("tampered", edited or restored or tampered or reached)] if hit), "graded")
     messages = problems + messages
     result = _result(student, assignment, status, "; ".join(messages), tests, notes)
     result["exec_seconds"] = round(exec_seconds, 3)  # the cells' own run time, for benchmarks
+    result["cpu_seconds"] = round(cpu_used, 3)
     return result

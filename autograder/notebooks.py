@@ -36,13 +36,43 @@ def answers(nb):
     return {grade_id(cell): cell.source for cell in nb.cells if is_answer(cell)}
 
 
+class ClearSolutionsNamed(ClearSolutions):
+    """nbgrader's ClearSolutions, with `{name}` in the stub replaced by the answer cell's grade_id,
+    so an unanswered exercise says which one it is (nbgrader_config.py puts it in
+    GenerateAssignment's pipeline in place of ClearSolutions)."""
+
+    def preprocess_cell(self, cell, resources, index):
+        stub = self.code_stub
+        self.code_stub = {language: text.replace("{name}", grade_id(cell) or "this exercise")
+                          for language, text in stub.items()}
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        finally:
+            self.code_stub = stub
+
+
 def student_version(source_nb):
     """What students get: solutions replaced by stubs, hidden tests removed, outputs cleared
     (nbgrader's own preprocessors, the ones `generate_assignment` runs)."""
     nb = copy.deepcopy(source_nb)
-    for preprocessor in (ClearSolutions(), ClearHiddenTests(), ClearOutput()):
+    for preprocessor in (ClearSolutionsNamed(config=_config()), ClearHiddenTests(), ClearOutput()):
         nb, _ = preprocessor.preprocess(nb, {})
     return nb
+
+
+def _config():
+    """The course's nbgrader_config.py (the stub's text lives there), when there is one."""
+    from traitlets.config import Config, PyFileConfigLoader
+
+    from . import course
+
+    path = course.course_root() / "nbgrader_config.py"
+    if not path.is_file():
+        return Config()
+    try:
+        return PyFileConfigLoader(path.name, str(path.parent)).load_config()
+    except Exception:
+        return Config()
 
 
 def visible_only(nb):

@@ -1,28 +1,42 @@
-"""Start autograder/runner.py for one submission, as isolated as this machine allows.
+"""Start autograder/runner.py for one submission, as isolated as this machine allows, without paying
+Python's and torch's imports for every submission.
 
-As root with util-linux `unshare` (the grading machines here and in CI): private mount, PID and
-network namespaces; tmpfs over the course folder (solutions, hidden tests, mutants), the
-submissions and output folders (other students, the gradebook), /root, /home, /tmp, /var/tmp and
-/dev/shm, with only the Python installation, the virtual environment and course_utils mounted back;
-then an unprivileged user of its own per worker slot, and rlimits on memory, processes, file size
-and CPU time. No network at all: the new namespace has only a loopback that is down. When the run
-ends or is killed, the PID namespace takes every process the submission started with it.
+Each worker slot has a fork server: a process that imports the runner and everything tests rely on
+(torch, numpy, course_utils, matplotlib) once, runs no student code, and forks one runner per
+submission (torch starts no thread pool before the fork: nothing in it computes). The forked child,
+still root:
 
-Without root (a laptop running `autograder check`), or with AUTOGRADER_ISOLATION=rlimits, the
-runner starts as a plain child with the rlimits only; `isolation()` says so, and `grade` warns.
+- as root with util-linux-style namespaces available (the grading machines here and in CI):
+  enters private mount, PID and network namespaces, forks the runner as the PID namespace's first
+  process, mounts tmpfs over the course folder (solutions, hidden tests, mutants), the submissions
+  and output folders (other students, the gradebook), /root, /home, /tmp, /var/tmp and /dev/shm with
+  only the Python installation, the virtual environment and course_utils mounted back, a fresh
+  /proc, then becomes an unprivileged user of its own per worker slot under rlimits on memory,
+  processes, file size and CPU time. No network at all: the new namespace has only a loopback that
+  is down. When the runner is killed, the PID namespace takes every process it started with it.
+- without root (a laptop running `autograder check`), or with AUTOGRADER_ISOLATION=rlimits: a new
+  session with the rlimits only; `isolation()` says so, and `grade` warns.
+
+Either way the runner closes every file descriptor but its two pipes before any student code runs.
 """
+import atexit
 import ctypes
 import json
 import os
 import resource
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 RUNNER = Path(__file__).with_name("runner.py")
 BASE_UID = 61000
-MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+MS_BIND, MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV, MS_NOEXEC = 4096, 16384, 1 << 18, 2, 4, 8
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 HIDE_ALWAYS = ["/root", "/home", "/tmp", "/var/tmp", "/dev/shm"]
 _probe = None
 
@@ -35,14 +49,26 @@ def isolation():
             _probe = "rlimits only (AUTOGRADER_ISOLATION=rlimits)"
         elif os.geteuid() != 0:
             _probe = "rlimits only (not root: student code can read what this user reads and use the network)"
-        elif not shutil.which("unshare"):
-            _probe = "rlimits only (util-linux `unshare` not found)"
+        elif sys.platform != "linux":
+            _probe = "rlimits only (namespaces need Linux)"
         else:
-            probe = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--net", "--mount-proc", "true"],
-                                   capture_output=True, text=True)
+            probe = subprocess.run([sys.executable, "-S", "-c", _PROBE], capture_output=True, text=True)
             _probe = "namespaces" if probe.returncode == 0 else \
-                f"rlimits only (unshare failed: {probe.stderr.strip()[:120]})"
+                f"rlimits only (unshare failed: {probe.stderr.strip()[-120:]})"
     return _probe
+
+
+_PROBE = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x00020000 | 0x20000000 | 0x40000000) != 0:
+    raise SystemExit(os.strerror(ctypes.get_errno()))
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if libc.mount(b"proc", b"/proc", b"proc", 0, None) == 0 or os.getpid() == 1 else 1)
+_, status = os.waitpid(pid, 0)
+raise SystemExit(os.waitstatus_to_exitcode(status))
+"""
 
 
 def _limits(memory_mb, cpu_seconds, nproc):
@@ -57,42 +83,19 @@ def _limits(memory_mb, cpu_seconds, nproc):
             pass
 
 
-def start(*, slot, env, hide, expose, memory_mb=4096, cpu_seconds=1200, nproc=256):
-    """Popen of the runner; its replies come on the returned read end of a pipe."""
-    read, write = os.pipe()
-    os.set_inheritable(write, True)
-    env = {**env, "GRADER_FD": str(write)}
-    if isolation() == "namespaces":
-        spec = {"uid": BASE_UID + slot, "hide": [str(p) for p in hide] + HIDE_ALWAYS,
-                "expose": [str(p) for p in expose], "memory_mb": memory_mb, "cpu_seconds": cpu_seconds,
-                "nproc": nproc, "env": env, "python": sys.executable}
-        argv = ["unshare", "--mount", "--pid", "--fork", "--net", "--mount-proc",
-                sys.executable, "-S", str(Path(__file__)), json.dumps(spec)]
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                pass_fds=(write,), start_new_session=True, env={"PATH": os.environ.get("PATH", "")})
-    else:
-        workdir = env["HOME"]
-        os.makedirs(workdir, exist_ok=True)
-        shutil.copy(RUNNER, Path(workdir) / "runner.py")
-        proc = subprocess.Popen([sys.executable, str(Path(workdir) / "runner.py")], stdin=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write,),
-                                cwd=workdir, env=env, start_new_session=True,
-                                preexec_fn=lambda: _limits(memory_mb, cpu_seconds, 0))
-    os.close(write)
-    return proc, read
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _mount(source, target, fstype, flags, data):
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(source.encode() if source else None, target.encode(), fstype.encode() if fstype else None,
-                  flags, data.encode() if data else None) != 0:
+    if _libc().mount(source.encode() if source else None, target.encode(), fstype.encode() if fstype else None,
+                     flags, data.encode() if data else None) != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"mount {source} -> {target}: {os.strerror(errno)}")
 
 
-def _init(spec):
-    """Inside the new namespaces, still root: hide, mount back, drop to the slot's user, exec."""
-    runner_source = RUNNER.read_text()
+def _hide(spec):
+    """Inside the new mount namespace, still root: hide, mount back, fresh /proc."""
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
     keep = {}
     for path in spec["expose"] + [sys.base_prefix]:
@@ -110,23 +113,187 @@ def _init(spec):
             os.makedirs(path, exist_ok=True)
             _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
         os.close(fd)
-    uid = spec["uid"]
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)  # this PID namespace's
+
+
+def _become_runner(spec, requests, replies, runner):
+    """In the runner's own process: drop privileges, keep only the two pipes, serve."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     home = spec["env"]["HOME"]
-    os.makedirs(home, exist_ok=True)
-    os.chmod("/tmp", 0o1777)
-    os.chown(home, uid, uid)
-    os.chmod(home, 0o700)
-    runner = os.path.join(home, "runner.py")
-    with open(runner, "w") as handle:
-        handle.write(runner_source)
+    if spec["namespaces"]:
+        _hide(spec)
+        uid = spec["uid"]
+        os.makedirs(home, exist_ok=True)
+        os.chmod("/tmp", 0o1777)
+        os.chown(home, uid, uid)
+        os.chmod(home, 0o700)
     os.chdir(home)
-    _limits(spec["memory_mb"], spec["cpu_seconds"], spec["nproc"])
-    os.setgroups([])
-    os.setgid(uid)
-    os.setuid(uid)
-    python = spec["python"]
-    os.execve(python, [python, runner], spec["env"])
+    os.environ.clear()
+    os.environ.update(spec["env"])
+    _limits(spec["memory_mb"], spec["cpu_seconds"], spec["nproc"] if spec["namespaces"] else 0)
+    if spec["namespaces"]:
+        os.setgroups([])
+        os.setgid(spec["uid"])
+        os.setuid(spec["uid"])
+    os.dup2(requests, 0)
+    os.dup2(replies, 3)
+    os.closerange(4, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") > 0 else 65536)
+    runner.serve(0, 3)
+    os._exit(0)
+
+
+def _child(spec, fds, runner):
+    """The forked child of the fork server: set up isolation, start the runner, report its pid."""
+    requests, replies = fds
+    os.setsid()
+    if not spec["namespaces"]:
+        os.write(replies, f"pid {os.getpid()}\n".encode())
+        _become_runner(spec, requests, replies, runner)
+    if _libc().unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET) != 0:
+        os._exit(111)
+    pid = os.fork()  # the PID namespace's first process: the runner
+    if pid == 0:
+        try:
+            _become_runner(spec, requests, replies, runner)
+        finally:
+            os._exit(112)
+    os.write(replies, f"pid {pid}\n".encode())
+    os.close(requests)
+    os.close(replies)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _, status = os.waitpid(pid, 0)
+    os._exit(0)
+
+
+def serve_forks(control_fd, modules=()):
+    """The fork server: preload once, then fork a runner for each request on the control socket."""
+    import importlib.util
+
+    loaded = importlib.util.spec_from_file_location("autograder_runner", RUNNER)
+    runner = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(runner)
+    runner.preload(modules)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    control = socket.socket(fileno=control_fd)
+    while True:
+        try:
+            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 2)
+        except OSError:
+            return
+        if not message:
+            return
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            continue
+        pid = os.fork()
+        if pid == 0:
+            try:
+                control.close()
+                _child(json.loads(message), fds, runner)
+            finally:
+                os._exit(113)
+        for fd in fds:
+            os.close(fd)
+
+
+class ForkServer:
+    """One fork server process per worker slot, started on first use."""
+
+    _servers = {}
+    _lock = threading.Lock()
+
+    def __init__(self, env, modules):
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.control = parent
+        self.config = tempfile.mkdtemp(prefix="fork-server-")  # matplotlib's cache, for the imports
+        env = {**env, "HOME": self.config, "MPLCONFIGDIR": self.config}
+        # -P: the autograder folder is not put on sys.path (its modules would shadow others)
+        self.proc = subprocess.Popen([sys.executable, "-P", str(Path(__file__)), "fork-server", str(child.fileno()),
+                                      ",".join(modules)],
+                                     pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        child.close()
+
+    @classmethod
+    def for_slot(cls, slot, env, modules):
+        key = (slot, json.dumps(env, sort_keys=True), tuple(modules))
+        with cls._lock:
+            server = cls._servers.get(key)
+            if server is None or server.proc.poll() is not None:
+                server = cls._servers[key] = cls(env, modules)
+        return server
+
+    def fork(self, spec, requests, replies):
+        socket.send_fds(self.control, [json.dumps(spec).encode()], [requests, replies])
+
+    @classmethod
+    def close_all(cls):
+        with cls._lock:
+            for server in cls._servers.values():
+                server.control.close()
+                try:
+                    server.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    server.proc.kill()
+                shutil.rmtree(server.config, ignore_errors=True)
+            cls._servers.clear()
+
+
+atexit.register(ForkServer.close_all)
+
+
+class Runner:
+    """A runner process: `send` bytes to it, read its replies on `fd`, `kill` it."""
+
+    def __init__(self, pid, requests, fd):
+        self.pid, self.requests, self.fd = pid, requests, fd
+
+    def send(self, data):
+        _write_all(self.requests, data)
+
+    def kill(self):
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def close(self):
+        for fd in (self.requests, self.fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def start(*, slot, env, hide, expose, memory_mb=4096, cpu_seconds=1200, nproc=256, modules=()):
+    """A Runner for one submission, forked from the slot's fork server (which imported `modules`).
+    The runner's first line on runner.fd is its pid; its replies follow."""
+    req_read, req_write = os.pipe()
+    rep_read, rep_write = os.pipe()
+    spec = {"uid": BASE_UID + slot, "hide": [str(p) for p in hide] + HIDE_ALWAYS, "expose": [str(p) for p in expose],
+            "memory_mb": memory_mb, "cpu_seconds": cpu_seconds, "nproc": nproc, "env": env,
+            "namespaces": isolation() == "namespaces"}
+    server_env = {k: v for k, v in env.items() if k not in ("HOME", "MPLCONFIGDIR")}
+    server = ForkServer.for_slot(slot, server_env, modules)
+    try:
+        server.fork(spec, req_read, rep_write)
+    except OSError:  # the fork server died: start a new one
+        ForkServer._servers.pop(next((k for k, v in ForkServer._servers.items() if v is server), None), None)
+        server = ForkServer.for_slot(slot, server_env, modules)
+        server.fork(spec, req_read, rep_write)
+    finally:
+        os.close(req_read)
+        os.close(rep_write)
+    return Runner(None, req_write, rep_read)
 
 
 if __name__ == "__main__":
-    _init(json.loads(sys.argv[1]))
+    if sys.argv[1:2] == ["fork-server"]:
+        serve_forks(int(sys.argv[2]), [m for m in sys.argv[3].split(",") if m])

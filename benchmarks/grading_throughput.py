@@ -6,7 +6,9 @@
 The submissions are made from the source notebook: the reference answers, the bare release and
 every mutant, cycled to the number of students. Both graders run in the fast profile. Prints
 each run, the medians, submissions per minute and their ratio, and the autograder's overhead per
-submission beyond the cells' own run time (median over submissions).
+submission beyond the cells' own run time: the median over submissions, and the whole command's
+time (CLI start, fork servers importing torch, gradebook, reports: imports counted as overhead)
+shared out over the submissions, workers x wall time minus the cells' run time, per submission.
 """
 import argparse
 import json
@@ -65,7 +67,8 @@ def autograder(submissions, work, workers):
     seconds = time.perf_counter() - tic
     results = [json.loads(p.read_text()) for p in out.glob("results/*/*.json")]
     overhead = [r["wall_seconds"] - r["exec_seconds"] for r in results if "wall_seconds" in r]
-    return seconds, overhead
+    amortised = (workers * seconds - sum(r["exec_seconds"] for r in results)) / len(results)
+    return seconds, overhead, amortised
 
 
 def main():
@@ -76,17 +79,18 @@ def main():
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     times = {"nbgrader autograde": [], f"autograder --workers {args.workers}": []}
-    overheads = []
+    overheads, amortised = [], []
     print(f"{args.students} submissions of {args.assignment}, {args.runs} runs each, {os.cpu_count()} cores")
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="throughput-") as tmp:
             work = Path(tmp)
             make_submissions(args.assignment, args.students, work / "submitted")
             plain = plain_nbgrader(args.assignment, work / "submitted", work)
-            ours, overhead = autograder(work / "submitted", work, args.workers)
+            ours, overhead, shared = autograder(work / "submitted", work, args.workers)
         times["nbgrader autograde"].append(plain)
         times[f"autograder --workers {args.workers}"].append(ours)
         overheads += overhead
+        amortised.append(shared)
         print(f"  run {run + 1}: nbgrader {plain:.1f} s, autograder {ours:.1f} s")
     rates = {}
     for name, values in times.items():
@@ -94,9 +98,10 @@ def main():
         rates[name] = args.students / median * 60
         print(f"{name:<24} median {median:6.1f} s  {rates[name]:6.1f} submissions/min")
     plain_rate, our_rate = rates.values()
-    print(f"ratio: {our_rate / plain_rate:.2f}x (target >= 1.8x on 2 cores)")
+    print(f"ratio: {our_rate / plain_rate:.2f}x (target >= 8x on 2 cores)")
     print(f"autograder overhead per submission beyond its cells' run time: median {statistics.median(overheads):.2f} s, "
-          f"max {max(overheads):.2f} s (target <= 1 s)")
+          f"max {max(overheads):.2f} s; the whole command's overhead shared out, imports included: "
+          f"median {statistics.median(amortised):.2f} s (target <= 0.3 s)")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -62,12 +63,13 @@ def attacks(root, subs, out, server_port):
             "import socket\nreached = False\ntry:\n"
             f"    socket.create_connection(('127.0.0.1', {server_port}), timeout=2).close()\n    reached = True\n"
             "except Exception:\n    pass\ndef double_array(x):\n    return 2 * x if reached else 3 * x\n")}, 3, "timeout"),
-        "sigint_proof_loop": ({"square": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n"
+        "sigint_proof_loop": ({"square": "import signal\ntry:\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                               "except RuntimeError:\n    pass\nwhile True:\n"
                                "    try:\n        pass\n    except KeyboardInterrupt:\n        pass\n"}, 4, "timeout"),
         "fork_bomb": ({"square": "import os\nwhile True:\n    os.fork()\n"}, 4, "timeout"),
         "thread_left": ({"double_array": "import threading, time\ndef double_array(x):\n    return 2 * x\n"
                          "threading.Thread(target=lambda: time.sleep(1000), daemon=True).start()\n"}, 5, "timeout"),
-        "segfault": ({"square": "import ctypes\nctypes.string_at(0)\n"}, 4, "crashed"),
+        "segfault": ({"square": "import faulthandler\nfaulthandler._read_null()\n"}, 4, "crashed"),
         "os_exit": ({"square": "import os\nos._exit(3)\n"}, 4, "crashed"),
         "out_of_memory": ({"square": "hog = bytearray(16 * 2**30)\n"}, 4, "crashed"),
         "huge_output": ({"square": "print('x' * 30_000_000)\nfor i in range(200_000):\n    print(i)\n"
@@ -75,7 +77,55 @@ def attacks(root, subs, out, server_port):
         "stderr_noise": ({"add": "import sys, warnings\ndef add(a, b):\n    print('debug', file=sys.stderr)\n"
                           "    warnings.warn('noisy')\n    return a + b\n"}, 5, "graded"),
         "system_exit": ({"square": "raise SystemExit(0)\n"}, 4, "graded"),
+        **runner_attacks(),
     }
+
+
+# Routes towards the runner itself (the process that executes the cells and reports their results).
+# In an answer cell, each one is tried and the wrong answer defined after it; in `*_during_test`, a
+# CORRECT double_array tries the route while test_double_array calls it: the test is voided (0), so
+# no route gains a point, and the submission is `tampered`.
+ROUTES = {
+    # the issue's exploit: the runner's functions through its module
+    "runner_module": "import sys\n_m = sys.modules['__main__']\n_m.run_cell = _m.serve = lambda *a, **k: None\n"
+                     "for _mod in list(sys.modules.values()):\n"
+                     "    for _name in ('serve', 'run_cell', '_write', '_frames'):\n"
+                     "        if hasattr(_mod, _name):\n            setattr(_mod, _name, lambda *a, **k: None)\n",
+    "traceback_frames": "try:\n    1 / 0\nexcept ZeroDivisionError as _e:\n    _f = _e.__traceback__.tb_frame\n"
+                        "    while _f is not None:\n        _f.f_globals['_write'] = lambda *a: None\n        _f = _f.f_back\n",
+    "getframe": "import sys\n_f = sys._getframe(0)\nwhile _f is not None:\n"
+                "    _f.f_globals.get('__builtins__', {})\n    _f = _f.f_back\n",
+    "generator_frame": "def _g():\n    yield\n_gen = _g()\n_f = _gen.gi_frame\n",
+    "serialisation": "import builtins, json, marshal\njson.dumps = lambda *a, **k: '{\"error\": null}'\n"
+                     "marshal.loads = lambda *a, **k: {'test': False, 'body': 'pass'}\n"
+                     "builtins.repr = lambda *a: \"{'index': 0, 'error': None}\"\n",
+    "forged_pipe": "import os\nfor _fd in range(0, 64):\n    for _line in (b'{\"index\": 5, \"error\": null}\\n', "
+                   "b\"x {'index': 5, 'error': None, 'value': None}\\n\"):\n"
+                   "        try:\n            os.write(_fd, _line)\n        except OSError:\n            pass\n",
+    "proc_pipe": "open('/proc/self/fd/3', 'wb').write(b'{}\\n')\n",
+    "proc_mem": "open('/proc/self/mem', 'rb')\n",
+    "heap_walk": "import gc\n[o for o in gc.get_objects() if isinstance(o, dict) and 'nonce' in o]\n",
+    "ctypes": "import ctypes\nctypes.pythonapi.PyGILState_Ensure()\n",
+    "fresh_signal_module": "import _imp, importlib.machinery\n"
+                           "_imp.create_builtin(importlib.machinery.ModuleSpec('_signal', None))\n",
+    "audit_hook": "import sys\nsys.addaudithook(lambda event, args: None)\n",
+}
+
+
+def runner_attacks():
+    table = {}
+    for route, code in ROUTES.items():
+        body = "    " + code.replace("\n", "\n    ").rstrip() + "\n"
+        table[f"runner_{route}"] = ({"double_array": f"try:\n{body}except Exception:\n    pass\n" + WRONG}, 3,
+                                    "graded" if route == "runner_module" else "tampered")
+        inner = "        " + code.replace("\n", "\n        ").rstrip() + "\n"
+        # a route that leads nowhere changes nothing: the correct answer keeps its points
+        table[f"runner_{route}_during_test"] = ({"double_array": (
+            f"def double_array(x):\n    try:\n{inner}    except Exception:\n        pass\n    return 2 * x\n")},
+            *((5, "graded") if route == "runner_module" else (3, "tampered")))
+    table["runner_serialisation_plain"] = ({"double_array": "import json, marshal\njson.dumps = json.loads = lambda *a: 0\n"
+                                            "marshal.loads = marshal.dumps = lambda *a: 0\n" + WRONG}, 3, "graded")
+    return table
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +302,28 @@ def test_a_killed_batch_finishes_on_restart(tmp_path):
     assert [r["student_id"] for r in rows] == [f"s{i}" for i in range(8)]
     assert [float(r["score"]) for r in rows] == [5 if i % 2 == 0 else 3 for i in range(8)]
     assert all(r["status"] == "graded" for r in rows)
+
+
+def test_honest_code_keeps_full_marks_on_a_busy_machine(tmp_path):
+    """Limits count the runner's CPU time, from the moment it is ready: a machine saturated by
+    other jobs (here two busy loops per core) does not turn honest cells into timeouts."""
+    root = copy_toy_course(tmp_path)
+    source = notebooks.read(root / "notebooks/00_toy/00_toy.ipynb")
+    release = notebooks.student_version(source)
+    subs = tmp_path / "submitted"
+    for i in range(4):
+        path = subs / f"s{i}" / "00_toy/00_toy.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(notebooks.fill(release, notebooks.answers(source)), str(path))
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2 * (os.cpu_count() or 1))]
+    try:
+        run = autograder("grade", subs, "--out", tmp_path / "out", "--workers", 2, "--cell-timeout", 2,
+                         cwd=root, timeout=900)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(tmp_path / "out/grades.csv", encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(float(r["score"]), r["status"]) for r in rows] == [(5.0, "graded")] * 4, rows
