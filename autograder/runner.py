@@ -48,8 +48,9 @@ GUARDED_CLASSES = [("torch", "Tensor")]  # Python classes whose methods tests re
 # notebooks import (the grader names those): libraries that look at frames while they are imported
 # (typing_extensions, traitlets through ipywidgets, sympy through torch's symbolic shapes, which
 # torch imports lazily on first use of some functions).
+# torch._dynamo is imported by the first optimizer a cell builds, and rebinds torch.manual_seed.
 PRELOAD = ["course_utils", "typing_extensions", "enum", "traceback", "collections", "ipywidgets",
-           "torch.fx.experimental.symbolic_shapes"]
+           "torch.fx.experimental.symbolic_shapes", "torch._dynamo"]
 OUTPUT_LIMIT = 20_000  # characters of stdout+stderr kept per cell
 
 # Bound now, before any student code: later lookups would find what student code put there.
