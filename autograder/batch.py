@@ -1,10 +1,16 @@
-"""Grade a class: find the submissions, grade each in its own worker process, write the reports."""
+"""Grade a class: find the submissions, grade each in its own worker process (or on a Dask
+cluster), write the reports."""
+import fcntl
 import json
 import os
 import re
 import shutil
 import queue
+import sys
+import tempfile
+import threading
 import time
+import uuid
 import zipfile
 from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
@@ -93,10 +99,18 @@ def collect(root, assignments, explicit=False):
     return [subs[k] for k in sorted(subs)], skipped
 
 
-def _grade_one(sub, out, slots, hide, options):
-    result_path = out / "results" / sub.student_id / f"{sub.assignment}.json"
-    # the submission and the source it is graded against: a fixed test re-grades everyone
-    digest = f"{file_digest(sub.path)}:{file_digest(course.source_notebook(sub.assignment))}"
+def _result_path(sub, out):
+    return out / "results" / sub.student_id / f"{sub.assignment}.json"
+
+
+def _digest(sub):
+    """The submission and the source it is graded against: a fixed test re-grades everyone."""
+    return f"{file_digest(sub.path)}:{file_digest(course.source_notebook(sub.assignment))}"
+
+
+def _stored(sub, out, digest):
+    """The stored result of this very submission against this very source, or None."""
+    result_path = _result_path(sub, out)
     if result_path.exists():
         try:
             old = json.loads(result_path.read_text())
@@ -104,22 +118,14 @@ def _grade_one(sub, out, slots, hide, options):
                 return old  # same file, same tests: re-running a batch is idempotent
         except ValueError:
             pass
-    slot = slots.get()
-    tic = time.perf_counter()
-    try:
-        result = grade_notebook(sub.student_id, sub.assignment, sub.path, slot=slot, hide=hide,
-                                save_to=out / "autograded" / sub.student_id / sub.assignment / f"{sub.assignment}.ipynb",
-                                **options)
-    except Exception as exc:  # never a silent zero: a row that says the grader itself failed
-        result = {"student_id": sub.student_id, "assignment": sub.assignment, "status": "crashed",
-                  "message": f"the grader failed: {type(exc).__name__}: {exc}"[:400], "score": 0.0,
-                  "max_score": 0.0, "tests": [], "notes": []}
-    finally:
-        slots.put(slot)
-    result["wall_seconds"] = round(time.perf_counter() - tic, 3)
+    return None
+
+
+def _store(sub, out, result, digest):
     if sub.note:
         result["message"] = "; ".join(filter(None, [sub.note, result["message"]]))
     result["digest"] = digest
+    result_path = _result_path(sub, out)
     result_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1))
@@ -127,15 +133,54 @@ def _grade_one(sub, out, slots, hide, options):
     return result
 
 
-def grade_all(subs, out, workers=None, hide=(), progress=print, **options):
-    """Grade every submission with `workers` in parallel; results in submission order."""
+def _grader_failed(sub, why):
+    """Never a silent zero: a row that says the grader itself failed (each test 0 of its points)."""
+    try:
+        from . import notebooks
+        tests = [{"test": notebooks.grade_id(c), "score": 0.0, "max_score": float(c.metadata.nbgrader.points),
+                  "error": None, "hidden": False}
+                 for c in notebooks.tests(notebooks.read(course.source_notebook(sub.assignment)))]
+    except (Exception, SystemExit):  # the source itself is unreadable: a row all the same
+        tests = []
+    return {"student_id": sub.student_id, "assignment": sub.assignment, "status": "crashed",
+            "message": why[:400], "score": 0.0, "max_score": sum(t["max_score"] for t in tests), "tests": tests,
+            "notes": []}
+
+
+def _graded_path(sub, out):
+    return out / "autograded" / sub.student_id / sub.assignment / f"{sub.assignment}.ipynb"
+
+
+def _grade_one(sub, out, slots, hide, options):
+    digest = _digest(sub)
+    old = _stored(sub, out, digest)
+    if old is not None:
+        return old
+    slot = slots.get()
+    tic = time.perf_counter()
+    try:
+        result = grade_notebook(sub.student_id, sub.assignment, sub.path, slot=slot, hide=hide,
+                                save_to=_graded_path(sub, out), **options)
+    except Exception as exc:
+        result = _grader_failed(sub, f"the grader failed: {type(exc).__name__}: {exc}")
+    finally:
+        slots.put(slot)
+    result["wall_seconds"] = round(time.perf_counter() - tic, 3)
+    return _store(sub, out, result, digest)
+
+
+def grade_all(subs, out, workers=None, hide=(), progress=print, scheduler=None, client=None, **options):
+    """Grade every submission with `workers` in parallel, or on the Dask cluster at `scheduler`
+    (through `client` when one is connected already); results in submission order."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    hide = [*hide, out, course.course_root()]
+    if scheduler or client is not None:
+        return grade_on_cluster(subs, out, scheduler, hide=hide, progress=progress, client=client, **options)
     workers = workers or os.cpu_count() or 1
     slots = queue.Queue()
     for slot in range(workers):
         slots.put(slot)
-    hide = [*hide, out, course.course_root()]
     results = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_grade_one, s, out, slots, hide, options) for s in subs]
@@ -143,5 +188,191 @@ def grade_all(subs, out, workers=None, hide=(), progress=print, **options):
             result = future.result()
             results.append(result)
             if progress:
-                progress(f"  {sub.key:<40} {result['status']:<16} {result['score']:g}/{result['max_score']:g}")
+                progress(_line(sub, result))
     return results
+
+
+def _line(sub, result):
+    return f"  {sub.key:<40} {result['status']:<16} {result['score']:g}/{result['max_score']:g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Grading on a Dask cluster. The coordinator (this process) decides what to grade, sends each
+# submission's bytes and its source notebook as one task, and alone writes results/, the graded
+# notebooks, the gradebook and the reports. A worker needs the installed environment (this
+# package, nbgrader, the course's pinned set), not the course repository.
+
+DASK_SLOT_BASE = 100   # sandbox users BASE_UID + 100... on a worker host: apart from local batches' 0...
+DASK_SLOTS = 256       # worker threads per host
+TASK_RETRIES = 2       # a task that raises (the worker's disk, say) is tried again on any worker
+
+
+class ClusterLost(SystemExit):
+    pass
+
+
+_thread = threading.local()
+
+
+def _worker_slot():
+    """This worker thread's sandbox slot (its own Unix uid and fork server), which no other thread
+    or worker process on this host holds: one lock file per slot, held while the thread lives, so a
+    thread keeps its slot (and its warm fork server) from task to task. The lock goes with the
+    process if it dies."""
+    if getattr(_thread, "slot", None) is None:
+        folder = Path(tempfile.gettempdir()) / "autograder-slots"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        for number in range(DASK_SLOTS):
+            handle = open(folder / f"slot-{number}.lock", "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            _thread.handle, _thread.slot = handle, DASK_SLOT_BASE + number
+            break
+        else:
+            raise RuntimeError(f"all {DASK_SLOTS} sandbox slots on this host are taken")
+    return _thread.slot
+
+
+def grade_task(student, assignment, name, data, source_bytes, hide, options):
+    """Runs on a Dask worker: grade one submission (its file's bytes, None when missing) against
+    the source notebook's bytes, in this worker's sandbox, with the coordinator's limits.
+    Returns (result, graded notebook text or None)."""
+    import nbformat
+
+    source_nb = nbformat.reads(source_bytes.decode("utf-8"), as_version=4)
+    slot = _worker_slot()
+    with tempfile.TemporaryDirectory(prefix="autograder-task-") as tmp:
+        path = None
+        if data is not None:  # the same file name as submitted: messages quote it
+            path = Path(tmp) / "submission" / name
+            path.parent.mkdir()
+            path.write_bytes(data)
+        save_to = Path(tmp) / "graded" / name
+        tic = time.perf_counter()
+        result = grade_notebook(student, assignment, path, slot=slot, hide=[*hide, tmp], source_nb=source_nb,
+                                save_to=save_to, **options)
+        result["wall_seconds"] = round(time.perf_counter() - tic, 3)
+        graded = save_to.read_text(encoding="utf-8") if save_to.is_file() else None
+    return result, graded
+
+
+def worker_info():
+    """What a worker reports before grading: how it would isolate student code."""
+    from . import sandbox
+    return {"isolation": sandbox.isolation(), "python": sys.version.split()[0]}
+
+
+def connect(scheduler, timeout=10):
+    from distributed import Client
+
+    try:
+        return Client(scheduler, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SystemExit(f"cannot reach the Dask scheduler at {scheduler}: {type(exc).__name__}: {exc}")
+
+
+def cluster_isolation(client):
+    """{isolation: number of workers} over the cluster's workers."""
+    counts = {}
+    for info in client.run(worker_info).values():
+        counts[info["isolation"]] = counts.get(info["isolation"], 0) + 1
+    return counts
+
+
+def grade_on_cluster(subs, out, scheduler, hide=(), progress=print, client=None, **options):
+    """Grade on the Dask cluster at `scheduler` (an address, or pass a connected `client`).
+
+    Only submissions without a stored result for their digest are sent, so a re-run after an
+    interrupted batch grades only what is missing. A worker that dies mid-task: the scheduler
+    runs the task again elsewhere (up to its `allowed-failures`); past that the submission is
+    recorded `crashed`, not stored, and the next run grades it again."""
+    from distributed import CancelledError, KilledWorker, as_completed
+
+    out = Path(out)
+    own = client is None
+    client = client or connect(scheduler)
+    futures = {}
+    try:
+        results, pending = {}, []
+        for sub in subs:
+            digest = _digest(sub)
+            old = _stored(sub, out, digest)
+            if old is not None:
+                results[sub.key] = old
+            else:
+                pending.append((sub, digest))
+        if progress:
+            progress(f"  {len(results)} already graded (results/), {len(pending)} sent to the cluster")
+        sources = {a: course.source_notebook(a).read_bytes() for a in sorted({s.assignment for s, _ in pending})}
+        for sub, digest in pending:
+            data = Path(sub.path).read_bytes() if sub.path is not None and Path(sub.path).is_file() else None
+            name = Path(sub.path).name if sub.path is not None else course.source_notebook(sub.assignment).name
+            future = client.submit(grade_task, sub.student_id, sub.assignment, name, data, sources[sub.assignment],
+                                   [str(p) for p in hide], options, key=f"grade-{sub.key}-{uuid.uuid4().hex[:8]}",
+                                   pure=False, retries=TASK_RETRIES)
+            futures[future] = (sub, digest)
+        for future in as_completed(list(futures), loop=client.loop):
+            sub, digest = futures.pop(future)
+            try:
+                result, graded = future.result()
+            except KilledWorker as exc:
+                result = _grader_failed(sub, f"the Dask worker grading it died {exc.allowed_failures + 1} time(s) "
+                                             "(KilledWorker); not stored: run the same command again to grade it")
+                graded = None
+            except CancelledError:
+                raise ClusterLost(f"lost the Dask scheduler at {scheduler} mid-batch; {len(results)} result(s) kept "
+                                  f"in {out / 'results'}: run the same command again to grade the rest")
+            except Exception as exc:  # the grader raised on the worker, every retry
+                result = _grader_failed(sub, f"the grader failed on a Dask worker: {type(exc).__name__}: {exc}; "
+                                             "not stored: run the same command again to grade it")
+                graded = None
+            else:
+                if graded is not None:
+                    path = _graded_path(sub, out)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(graded, encoding="utf-8")
+                result = _store(sub, out, result, digest)
+            results[sub.key] = result
+            if progress:
+                progress(_line(sub, result))
+    finally:
+        for future in futures:  # left over only when the batch stopped early
+            future.cancel()
+        if own:
+            client.close()
+    return [results[sub.key] for sub in subs]
+
+
+# ---------------------------------------------------------------------------------------------
+# Feedback through nbgrader's exchange
+
+def nbgrader_feedback(subs, results, out):
+    """The harness's feedback in nbgrader's feedback layout, for `nbgrader release_feedback`:
+    DIR/nbgrader_feedback/<student>/<assignment>/<notebook>.html beside the submission's
+    timestamp.txt and submission_secret.txt (nbgrader names the released file after a hash of
+    that secret and the notebook's name, which only the submitting student's cache knows). Only
+    for submissions collected from the exchange (they have a submission_secret.txt). Returns
+    the number of feedback files written."""
+    from .report import feedback_html
+
+    written = 0
+    for sub, result in zip(subs, results):
+        if sub.path is None:
+            continue
+        folder = Path(sub.path).parent
+        secret, stamp = folder / "submission_secret.txt", folder / "timestamp.txt"
+        if not secret.is_file() or not stamp.is_file():
+            continue
+        target = Path(out) / "nbgrader_feedback" / sub.student_id / sub.assignment
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(secret, target / secret.name)
+        shutil.copyfile(stamp, target / stamp.name)
+        html_path = target / f"{Path(sub.path).stem}.html"
+        html_path.write_text(feedback_html(result), encoding="utf-8")
+        # release_feedback copies the mode: the student must be able to read it
+        os.chmod(html_path, 0o644)
+        written += 1
+    return written

@@ -66,6 +66,8 @@ def cmd_release(args):
         shutil.copy(root / "requirements.lock", release / "requirements.lock")
     shutil.copy(HERE / "student_pyproject.toml", release / "pyproject.toml")
     shutil.copy(HERE / "student_README.md", release / "README.md")
+    # a student's JupyterLab without nbgrader's instructor tools (formgrader, Create Assignment, courses)
+    shutil.copytree(HERE / "student_jupyter_config", release / "jupyter-config", dirs_exist_ok=True)
     print(f"student bundle ready: {release} (hand out this folder, or a zip of it)")
 
 
@@ -195,10 +197,26 @@ def cmd_grade(args):
     if not subs:
         raise SystemExit(f"no submissions found in {args.submissions} "
                          "(expected <student>/<assignment>/<notebook>.ipynb or <student>_<assignment>.ipynb)")
-    print(f"grading {len(subs)} submission(s) with {args.workers or os.cpu_count()} worker(s) -> {out}")
-    print(f"isolation of student code: {sandbox.isolation()}")
-    results = batch.grade_all(subs, out, workers=args.workers, hide=[src], cell_timeout=args.cell_timeout,
-                              submission_timeout=args.timeout, memory_mb=args.memory)
+    client = None
+    if args.scheduler:  # an existing dask.distributed cluster grades; this process coordinates
+        client = batch.connect(args.scheduler)
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+        isolation = batch.cluster_isolation(client)
+        print(f"grading {len(subs)} submission(s) on the Dask cluster at {args.scheduler} ({len(workers)} worker(s), "
+              f"{sum(w['nthreads'] for w in workers.values())} thread(s)) -> {out}")
+        print("isolation of student code on the workers: "
+              + (", ".join(f"{how} ({n})" for how, n in sorted(isolation.items())) or "no worker yet"))
+    else:
+        isolation = {sandbox.isolation(): 1}
+        print(f"grading {len(subs)} submission(s) with {args.workers or os.cpu_count()} worker(s) -> {out}")
+        print(f"isolation of student code: {sandbox.isolation()}")
+    try:
+        results = batch.grade_all(subs, out, workers=args.workers, hide=[src], scheduler=args.scheduler,
+                                  client=client, cell_timeout=args.cell_timeout, submission_timeout=args.timeout,
+                                  memory_mb=args.memory)
+    finally:
+        if client is not None:
+            client.close()
     for sub, r in zip(subs, results):
         when = batch.submitted_at(sub, tz)
         r["submitted_at"] = when.isoformat(timespec="seconds") if when else None
@@ -207,10 +225,11 @@ def cmd_grade(args):
             r["message"] = "; ".join(filter(None, [f"late by {r['late_minutes']} min", r["message"]]))
     gradebook.record(results, out, due.astimezone(timezone.utc).replace(tzinfo=None) if due else None)
     report.write(results, out)
+    batch.nbgrader_feedback(subs, results, out)  # for `nbgrader release_feedback` (exchange submissions only)
     if inbox is not None:
         inbox.cleanup()
-    if sandbox.isolation() != "namespaces":
-        print(f"WARNING: student code ran with {sandbox.isolation()}", file=sys.stderr)
+    for how in sorted(set(isolation) - {"namespaces"}):
+        print(f"WARNING: student code ran with {how}", file=sys.stderr)
     look = sum(1 for r in results if report.needs_a_look(r))
     print(f"wrote {out / 'grades.csv'}, {out / 'scores.csv'}, {out / 'feedback'}/ and {out / 'report.html'} "
           f"({look} submission(s) need a human look)")
@@ -278,6 +297,9 @@ def main(argv=None):
     p.add_argument("--timeout", type=int, default=600, help="seconds per submission (default 600)")
     p.add_argument("--memory", type=int, default=4096, help="address-space limit per submission in MiB (default 4096)")
     p.add_argument("--due", help="due date with a time zone, e.g. 2026-12-01T23:59+01:00: adds late_minutes")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on this dask.distributed cluster (e.g. tcp://10.0.0.5:8786) instead of local "
+                        "processes; --workers is then ignored")
     p.set_defaults(func=cmd_grade)
     p = sub.add_parser("check", help="a student's self-check: run a notebook with its visible tests")
     p.add_argument("notebook")
