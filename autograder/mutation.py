@@ -42,7 +42,7 @@ def _hunks(diff):
                 raise PatchError(f"line {number}: expected a '@@' hunk header, got {line!r}")
         elif line.startswith("\\"):  # "\ No newline at end of file"
             continue
-        elif line[:1] in (" ", "") or line[:1] == "-" or line[:1] == "+":
+        elif line[:1] in (" ", "", "-", "+"):
             tag, text = (line[:1] or " "), line[1:] + "\n"
             if tag != "+":
                 current[0].append(text)

@@ -70,13 +70,12 @@ _PATHLIB = (pathlib.PosixPath, pathlib.PurePosixPath)
 
 FRAMES = {"sys._getframe", "sys._getframemodulename", "sys._current_frames", "sys._current_exceptions"}
 FRAME_ATTRIBUTES = {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}
-ALWAYS = ("sys.settrace", "sys.setprofile", "sys.addaudithook", "sys.monitoring", "gc.get_objects",
-          "gc.get_referrers", "gc.get_referents", "ctypes.", "cpython.", "os.symlink", "os.link",
-          "os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
+# refused like a time limit (status timeout), not as tampering
+LIMITS = ("os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
           "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill", "socket.connect", "socket.bind",
           "socket.sendto", "socket.sendmsg")
-LIMITS = ("os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "subprocess.Popen",
-          "pty.spawn", "socket.", "os.kill", "os.killpg", "signal.pthread_kill")  # like a time limit, not tampering
+ALWAYS = ("sys.settrace", "sys.setprofile", "sys.addaudithook", "sys.monitoring", "gc.get_objects",
+          "gc.get_referrers", "gc.get_referents", "ctypes.", "cpython.", "os.symlink", "os.link") + LIMITS
 
 # The stand-ins student code can see, built in a namespace of their own that holds nothing
 # trusted (its builtins are a private copy too): reaching their globals leads nowhere. The

@@ -161,7 +161,7 @@ def _child(spec, fds, runner):
     os.close(requests)
     os.close(replies)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    _, status = os.waitpid(pid, 0)
+    os.waitpid(pid, 0)
     os._exit(0)
 
 
