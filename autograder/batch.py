@@ -1,6 +1,5 @@
 """Grade a class: find the submissions, grade each in its own worker process (or on a Dask
 cluster), write the reports."""
-import fcntl
 import json
 import os
 import re
@@ -13,10 +12,10 @@ import time
 import uuid
 import zipfile
 from datetime import datetime, timezone
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import course
+from . import course, sandbox
 from .grading import file_digest, grade_notebook
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
@@ -169,31 +168,37 @@ def _grade_one(sub, out, slots, hide, options):
     return _store(sub, out, result, digest)
 
 
-def grade_all(subs, out, workers=None, hide=(), progress=print, scheduler=None, client=None, **options):
+def grade_all(subs, out, workers=None, hide=(), progress=None, scheduler=None, client=None, **options):
     """Grade every submission with `workers` in parallel, or on the Dask cluster at `scheduler`
-    (through `client` when one is connected already); results in submission order."""
+    (through `client` when one is connected already); results in submission order.
+    `progress(sub, result)` is called as each one is done."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     hide = [*hide, out, course.course_root()]
     if scheduler or client is not None:
         return grade_on_cluster(subs, out, scheduler, hide=hide, progress=progress, client=client, **options)
     workers = workers or os.cpu_count() or 1
+    claims = [sandbox.claim_slot() for _ in range(workers)]
     slots = queue.Queue()
-    for slot in range(workers):
+    for slot, _ in claims:
         slots.put(slot)
-    results = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_grade_one, s, out, slots, hide, options) for s in subs]
-        for sub, future in zip(subs, futures):
-            result = future.result()
-            results.append(result)
-            if progress:
-                progress(_line(sub, result))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = {pool.submit(_grade_one, s, out, slots, hide, options): s for s in subs}
+            for future in as_completed(futures):
+                if progress:
+                    progress(futures[future], future.result())
+            results = [future.result() for future in futures]
+    finally:
+        for _, lock in claims:
+            lock.close()
     return results
 
 
-def _line(sub, result):
-    return f"  {sub.key:<40} {result['status']:<16} {result['score']:g}/{result['max_score']:g}"
+def line(sub, result):
+    """One submission's line for a log: who, status, score, seconds."""
+    return (f"{sub.key:<40} {result['status']:<16} {result['score']:g}/{result['max_score']:g}"
+            + (f"  {result['wall_seconds']:.1f} s" if result.get("wall_seconds") is not None else ""))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,8 +207,6 @@ def _line(sub, result):
 # notebooks, the gradebook and the reports. A worker needs the installed environment (this
 # package, nbgrader, the course's pinned set), not the course repository.
 
-DASK_SLOT_BASE = 100   # sandbox users BASE_UID + 100... on a worker host: apart from local batches' 0...
-DASK_SLOTS = 256       # worker threads per host
 TASK_RETRIES = 2       # a task that raises (the worker's disk, say) is tried again on any worker
 
 
@@ -215,24 +218,10 @@ _thread = threading.local()
 
 
 def _worker_slot():
-    """This worker thread's sandbox slot (its own Unix uid and fork server), which no other thread
-    or worker process on this host holds: one lock file per slot, held while the thread lives, so a
-    thread keeps its slot (and its warm fork server) from task to task. The lock goes with the
-    process if it dies."""
+    """This worker thread's sandbox slot, claimed once and held while the thread lives, so a thread
+    keeps its slot from task to task (the worker's fork server stays warm for all its threads)."""
     if getattr(_thread, "slot", None) is None:
-        folder = Path(tempfile.gettempdir()) / "autograder-slots"
-        folder.mkdir(mode=0o700, exist_ok=True)
-        for number in range(DASK_SLOTS):
-            handle = open(folder / f"slot-{number}.lock", "a")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            _thread.handle, _thread.slot = handle, DASK_SLOT_BASE + number
-            break
-        else:
-            raise RuntimeError(f"all {DASK_SLOTS} sandbox slots on this host are taken")
+        _thread.slot, _thread.lock = sandbox.claim_slot()
     return _thread.slot
 
 
@@ -282,7 +271,7 @@ def cluster_isolation(client):
     return counts
 
 
-def grade_on_cluster(subs, out, scheduler, hide=(), progress=print, client=None, **options):
+def grade_on_cluster(subs, out, scheduler, hide=(), progress=None, client=None, **options):
     """Grade on the Dask cluster at `scheduler` (an address, or pass a connected `client`).
 
     Only submissions without a stored result for their digest are sent, so a re-run after an
@@ -302,10 +291,11 @@ def grade_on_cluster(subs, out, scheduler, hide=(), progress=print, client=None,
             old = _stored(sub, out, digest)
             if old is not None:
                 results[sub.key] = old
+                if progress:
+                    progress(sub, old)
             else:
                 pending.append((sub, digest))
-        if progress:
-            progress(f"  {len(results)} already graded (results/), {len(pending)} sent to the cluster")
+        print(f"  {len(results)} already graded (results/), {len(pending)} sent to the cluster", flush=True)
         sources = {a: course.source_notebook(a).read_bytes() for a in sorted({s.assignment for s, _ in pending})}
         for sub, digest in pending:
             data = Path(sub.path).read_bytes() if sub.path is not None and Path(sub.path).is_file() else None
@@ -337,7 +327,7 @@ def grade_on_cluster(subs, out, scheduler, hide=(), progress=print, client=None,
                 result = _store(sub, out, result, digest)
             results[sub.key] = result
             if progress:
-                progress(_line(sub, result))
+                progress(sub, result)
     finally:
         for future in futures:  # left over only when the batch stopped early
             future.cancel()

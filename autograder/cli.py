@@ -14,6 +14,9 @@ from . import sandbox
 from .grading import grade_notebook
 
 HERE = Path(__file__).resolve().parent
+BUNDLE_MARK = "student_bundle.py"  # written by `release` into the copy of this package it hands out
+STUDENT_BUNDLE = (HERE / BUNDLE_MARK).exists()
+STUDENT_DOC = "`autograder check NOTEBOOK`: run a notebook's visible tests the way grading does."
 
 
 def _nbgrader_api(root):
@@ -23,6 +26,38 @@ def _nbgrader_api(root):
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
     return NbGraderAPI(config=config)
+
+
+class Progress:
+    """grade_all's progress: a tqdm bar (count, rate, ETA) on a terminal, one line per submission
+    elsewhere (a pipe, CI); with `log`, every line also goes to that file."""
+
+    def __init__(self, total, what="submission", log=None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit=what, disable=None, dynamic_ncols=True)  # None: off unless a tty
+        self.statuses = {}
+        self.log = None
+        if log is not None:
+            self.log = open(log, "a", encoding="utf-8")
+            self.log.write(f"# {datetime.now().astimezone().isoformat(timespec='seconds')}: {total} {what}(s)\n")
+
+    def __call__(self, sub, result):
+        text = batch.line(sub, result)
+        if self.log is not None:
+            self.log.write(text + "\n")
+            self.log.flush()
+        if self.bar.disable:
+            print("  " + text, flush=True)
+            return
+        self.statuses[result["status"]] = self.statuses.get(result["status"], 0) + 1
+        self.bar.set_postfix_str(" ".join(f"{k} {v}" for k, v in sorted(self.statuses.items())), refresh=False)
+        self.bar.update(1)
+
+    def close(self):
+        self.bar.close()
+        if self.log is not None:
+            self.log.close()
 
 
 def check_stripped(source_nb, release_nb, assignment):
@@ -55,15 +90,18 @@ def cmd_release(args):
                        notebooks.read(release / assignment / name), assignment)
         print(f"released {assignment} -> release/{assignment}/{name} (solutions and hidden tests stripped)")
     # What students need beside the notebooks: course_utils, the pinned versions, how to start.
-    import course_utils
-
-    shutil.copytree(Path(course_utils.__file__).parent, release / "course_utils", dirs_exist_ok=True,
+    shutil.copytree(course.course_utils_dir(), release / "course_utils", dirs_exist_ok=True,
                     ignore=shutil.ignore_patterns("__pycache__"))
     # the harness too, for `autograder check`; never the mutants (near-solutions)
     shutil.rmtree(release / "autograder", ignore_errors=True)
     shutil.copytree(HERE, release / "autograder", ignore=shutil.ignore_patterns("__pycache__", "mutants", "student_*"))
-    if (root / "requirements.lock").exists():
-        shutil.copy(root / "requirements.lock", release / "requirements.lock")
+    (release / "autograder" / BUNDLE_MARK).write_text(
+        '"""This copy of the harness is a student release\'s: `autograder` offers only `check`."""\n')
+    if (root / "requirements.lock").exists():  # the pins, under a header for students
+        pins = [line for line in (root / "requirements.lock").read_text().splitlines(True) if not line.startswith("#")]
+        (release / "requirements.lock").write_text(
+            "# The versions the notebooks were tested with (Python 3.11). Install them with\n"
+            "#   python3 -m pip install -r requirements.lock\n" + "".join(pins))
     shutil.copy(HERE / "student_pyproject.toml", release / "pyproject.toml")
     shutil.copy(HERE / "student_README.md", release / "README.md")
     # a student's JupyterLab without nbgrader's instructor tools (formgrader, Create Assignment, courses)
@@ -108,15 +146,9 @@ def _mutant_source(path, reference):
         raise SystemExit(f"mutant {path}: {exc}; update the patch to the current reference answer")
 
 
-def cmd_validate(args):
+def _release_checks(results):
+    """What `validate` checks in graded samples: the source passes every test, the release none."""
     failures = []
-    with tempfile.TemporaryDirectory(prefix="validate-") as tmp:
-        subs = []
-        for assignment in course.pick(args.assignments):
-            samples = _samples(assignment)
-            _write_samples(Path(tmp) / "in", assignment, samples)
-        subs, _ = batch.collect(Path(tmp) / "in", course.pick(args.assignments))
-        results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, hide=[tmp])
     for r in results:
         if r["student_id"] == "reference" and (r["status"] != "graded" or r["score"] != r["max_score"]):
             bad = [f"{t['test']}: {t['error']}" for t in r["tests"] if t["score"] < t["max_score"]]
@@ -125,36 +157,47 @@ def cmd_validate(args):
             passing = [t["test"] for t in r["tests"] if t["score"] > 0]
             if passing or r["status"] != "graded":
                 failures.append(f"{r['assignment']}: the release passes {passing} ({r['status']})")
-    return _report(failures, "validate")
+    return failures
+
+
+def _grade_samples(args, with_mutants):
+    """Grade the reference, the bare release and (with_mutants) every mutant of each assignment in
+    one batch; returns (results, failures found before grading)."""
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="samples-") as tmp:
+        assignments = course.pick(args.assignments)
+        for assignment in assignments:
+            files = _mutant_files(assignment) if with_mutants else []
+            if with_mutants and not files:
+                failures.append(f"{assignment}: no mutants in {course.mutants_dir() / assignment}")
+            _write_samples(Path(tmp) / "in", assignment, _samples(assignment, files))
+        subs, _ = batch.collect(Path(tmp) / "in", assignments)
+        progress = Progress(len(subs), "sample")
+        try:
+            return batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, hide=[tmp],
+                                   progress=progress), failures
+        finally:
+            progress.close()
+
+
+def cmd_validate(args):
+    results, failures = _grade_samples(args, with_mutants=False)
+    return _report(failures + _release_checks(results), "validate")
 
 
 def cmd_mutants(args):
-    failures = []
-    with tempfile.TemporaryDirectory(prefix="mutants-") as tmp:
-        assignments = course.pick(args.assignments)
-        for assignment in assignments:
-            files = _mutant_files(assignment)
-            if not files:
-                failures.append(f"{assignment}: no mutants in {course.mutants_dir() / assignment}")
-            samples = _samples(assignment, files)
-            samples.pop("bare")
-            _write_samples(Path(tmp) / "in", assignment, samples)
-        subs, _ = batch.collect(Path(tmp) / "in", assignments)
-        results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, hide=[tmp])
-    for r in results:
+    results, failures = _grade_samples(args, with_mutants=True)
+    failures += _release_checks(results)  # graded anyway: validate's checks come free
+    mutants = [r for r in results if r["student_id"].startswith("mutant_")]
+    for r in mutants:
         lost = sorted(t["test"] for t in r["tests"] if t["score"] < t["max_score"])
-        if r["student_id"] == "reference":
-            if lost or r["status"] != "graded":
-                failures.append(f"{r['assignment']}: the reference loses points on {lost} ({r['status']})")
-            continue
         gid = r["student_id"][len("mutant_"):].split("__")[0]
         if f"test_{gid}" not in lost:
             failures.append(f"{r['assignment']}/{r['student_id']}: NOT caught by test_{gid}")
         elif lost != [f"test_{gid}"]:
             failures.append(f"{r['assignment']}/{r['student_id']}: also costs points on {lost} (a cascade)")
-    caught = sum(1 for r in results if r["student_id"] != "reference") - len(
-        [f for f in failures if "mutant_" in f])
-    print(f"{caught} of {sum(1 for r in results if r['student_id'] != 'reference')} mutants caught on their own test only")
+    caught = len(mutants) - len([f for f in failures if "mutant_" in f])
+    print(f"{caught} of {len(mutants)} mutants caught on their own test only")
     return _report(failures, "mutants")
 
 
@@ -210,11 +253,14 @@ def cmd_grade(args):
         isolation = {sandbox.isolation(): 1}
         print(f"grading {len(subs)} submission(s) with {args.workers or os.cpu_count()} worker(s) -> {out}")
         print(f"isolation of student code: {sandbox.isolation()}")
+    out.mkdir(parents=True, exist_ok=True)
+    progress = Progress(len(subs), log=out / "grading.log")
     try:
         results = batch.grade_all(subs, out, workers=args.workers, hide=[src], scheduler=args.scheduler,
                                   client=client, cell_timeout=args.cell_timeout, submission_timeout=args.timeout,
-                                  memory_mb=args.memory)
+                                  memory_mb=args.memory, progress=progress)
     finally:
+        progress.close()
         if client is not None:
             client.close()
     for sub, r in zip(subs, results):
@@ -232,7 +278,7 @@ def cmd_grade(args):
         print(f"WARNING: student code ran with {how}", file=sys.stderr)
     look = sum(1 for r in results if report.needs_a_look(r))
     print(f"wrote {out / 'grades.csv'}, {out / 'scores.csv'}, {out / 'feedback'}/ and {out / 'report.html'} "
-          f"({look} submission(s) need a human look)")
+          f"({look} submission(s) need a human look); one line per submission in {out / 'grading.log'}")
     return 0
 
 
@@ -277,42 +323,43 @@ def cmd_demo(args):
 def main(argv=None):
     # nbgrader creates its gradebook by running `alembic` from PATH: make sure ours is found.
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    parser = argparse.ArgumentParser(prog="autograder", description=__doc__)
+    parser = argparse.ArgumentParser(prog="autograder", description=STUDENT_DOC if STUDENT_BUNDLE else __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     workers = dict(type=int, default=None, help="parallel submissions (default: the number of cores)")
 
-    p = sub.add_parser("release", help="student versions into release/, checked to be stripped")
-    p.add_argument("assignments", nargs="*")
-    p.set_defaults(func=cmd_release)
-    p = sub.add_parser("validate", help="the source passes all its tests; the release fails every one")
-    p.add_argument("assignments", nargs="*")
-    p.add_argument("--workers", **workers)
-    p.set_defaults(func=cmd_validate)
-    p = sub.add_parser("grade", help="grade a folder (or zip) of submissions")
-    p.add_argument("submissions", help="<student>/<assignment>/<notebook>.ipynb tree, or <student>_<assignment>.ipynb files, or a zip")
-    p.add_argument("--out", required=True, help="output folder: grades.csv, scores.csv, feedback/")
-    p.add_argument("--assignment", help="grade only this assignment (students without it get `missing`)")
-    p.add_argument("--workers", **workers)
-    p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
-    p.add_argument("--timeout", type=int, default=600, help="seconds per submission (default 600)")
-    p.add_argument("--memory", type=int, default=4096, help="address-space limit per submission in MiB (default 4096)")
-    p.add_argument("--due", help="due date with a time zone, e.g. 2026-12-01T23:59+01:00: adds late_minutes")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="grade on this dask.distributed cluster (e.g. tcp://10.0.0.5:8786) instead of local "
-                        "processes; --workers is then ignored")
-    p.set_defaults(func=cmd_grade)
     p = sub.add_parser("check", help="a student's self-check: run a notebook with its visible tests")
     p.add_argument("notebook")
     p.add_argument("--cell-timeout", type=int, default=120)
     p.set_defaults(func=cmd_check)
-    p = sub.add_parser("mutants", help="grade every known-wrong answer; fail if one is not caught")
-    p.add_argument("assignments", nargs="*")
-    p.add_argument("--workers", **workers)
-    p.set_defaults(func=cmd_mutants)
-    p = sub.add_parser("demo", help="build sample submissions from the source and grade them")
-    p.add_argument("assignments", nargs="*")
-    p.add_argument("--workers", **workers)
-    p.set_defaults(func=cmd_demo)
+    if not STUDENT_BUNDLE:  # the instructor's commands
+        p = sub.add_parser("release", help="student versions into release/, checked to be stripped")
+        p.add_argument("assignments", nargs="*")
+        p.set_defaults(func=cmd_release)
+        p = sub.add_parser("validate", help="the source passes all its tests; the release fails every one")
+        p.add_argument("assignments", nargs="*")
+        p.add_argument("--workers", **workers)
+        p.set_defaults(func=cmd_validate)
+        p = sub.add_parser("grade", help="grade a folder (or zip) of submissions")
+        p.add_argument("submissions", help="<student>/<assignment>/<notebook>.ipynb tree, or <student>_<assignment>.ipynb files, or a zip")
+        p.add_argument("--out", required=True, help="output folder: grades.csv, scores.csv, feedback/")
+        p.add_argument("--assignment", help="grade only this assignment (students without it get `missing`)")
+        p.add_argument("--workers", **workers)
+        p.add_argument("--cell-timeout", type=int, default=60, help="seconds per cell (default 60)")
+        p.add_argument("--timeout", type=int, default=600, help="seconds per submission (default 600)")
+        p.add_argument("--memory", type=int, default=4096, help="address-space limit per submission in MiB (default 4096)")
+        p.add_argument("--due", help="due date with a time zone, e.g. 2026-12-01T23:59+01:00: adds late_minutes")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on this dask.distributed cluster (e.g. tcp://10.0.0.5:8786) instead of local "
+                            "processes; --workers is then ignored")
+        p.set_defaults(func=cmd_grade)
+        p = sub.add_parser("mutants", help="validate's checks, then every known-wrong answer: fail unless each loses points on its own test only")
+        p.add_argument("assignments", nargs="*")
+        p.add_argument("--workers", **workers)
+        p.set_defaults(func=cmd_mutants)
+        p = sub.add_parser("demo", help="build sample submissions from the source and grade them")
+        p.add_argument("assignments", nargs="*")
+        p.add_argument("--workers", **workers)
+        p.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
     return args.func(args) or 0
 

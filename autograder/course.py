@@ -1,4 +1,5 @@
 """Where the course lives: the source notebooks (nbgrader's source/ folder) and their assignments."""
+import importlib.util
 import os
 from pathlib import Path
 
@@ -13,6 +14,11 @@ def course_root():
         if (folder / "notebooks").is_dir() and (folder / "autograder").is_dir():
             return folder
     return Path(__file__).resolve().parents[1]
+
+
+def course_utils_dir():
+    """The installed course_utils package's folder, found without importing it (and torch)."""
+    return Path(importlib.util.find_spec("course_utils").origin).parent
 
 
 def source_dir():

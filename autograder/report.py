@@ -93,23 +93,21 @@ def exercise_table(results):
 
 
 def write_instructor_report(results, out):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     e = html.escape
     table = exercise_table(results)
     if table:
         labels = [f"{a}: {t}" for a, t in table]
         rates = [row[0] / row[1] for row in table.values()]
-        fig, ax = plt.subplots(figsize=(7, 0.35 * len(labels) + 1.2))
+        fig = Figure(figsize=(7, 0.35 * len(labels) + 1.2))
+        ax = fig.subplots()
         ax.barh(labels[::-1], rates[::-1], color="#4c72b0")
         ax.set_xlim(0, 1)
         ax.set_xlabel("fraction of submissions with full points")
         ax.set_title("Per exercise")
         fig.tight_layout()
         fig.savefig(out / "exercises.png", dpi=100)
-        plt.close(fig)
     rows = "".join(f"<tr><td>{e(a)}</td><td>{e(t)}</td><td>{p} / {n}</td><td>{s / n:.2f} / {m:g}</td></tr>"
                    for (a, t), (p, n, s, m) in table.items())
     look = [(r, needs_a_look(r)) for r in results]

@@ -1,10 +1,10 @@
 """Start autograder/runner.py for one submission, as isolated as this machine allows, without paying
 Python's and torch's imports for every submission.
 
-Each worker slot has a fork server: a process that imports the runner and everything tests rely on
-(torch, numpy, course_utils, matplotlib) once, runs no student code, and forks one runner per
-submission (torch starts no thread pool before the fork: nothing in it computes). The forked child,
-still root:
+A grading process has one fork server (per environment and set of modules): a process that imports
+the runner and everything tests rely on (torch, numpy, course_utils, matplotlib) once, runs no
+student code, and forks one runner per submission for every worker slot (torch starts no thread pool
+before the fork: nothing in it computes). The forked child, still root:
 
 - as root with util-linux-style namespaces available (the grading machines here and in CI):
   enters private mount, PID and network namespaces, forks the runner as the PID namespace's first
@@ -21,6 +21,7 @@ Either way the runner closes every file descriptor but its two pipes before any 
 """
 import atexit
 import ctypes
+import fcntl
 import json
 import os
 import resource
@@ -34,7 +35,7 @@ import threading
 from pathlib import Path
 
 RUNNER = Path(__file__).with_name("runner.py")
-BASE_UID = 61000
+SLOTS = 256  # sandbox slots per host: Unix uids uid_base() ... uid_base() + 255, none with an account
 MS_BIND, MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV, MS_NOEXEC = 4096, 16384, 1 << 18, 2, 4, 8
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 HIDE_ALWAYS = ["/root", "/home", "/tmp", "/var/tmp", "/dev/shm"]
@@ -69,6 +70,28 @@ if pid == 0:
 _, status = os.waitpid(pid, 0)
 raise SystemExit(os.waitstatus_to_exitcode(status))
 """
+
+
+def uid_base():
+    """The first sandbox uid: AUTOGRADER_UID_BASE, where 61000 ... 61255 are real accounts here."""
+    return int(os.environ.get("AUTOGRADER_UID_BASE", "61000"))
+
+
+def claim_slot():
+    """(number, lock) of a sandbox slot (its own Unix uid) that no other grading
+    thread or process on this host holds: one lock file per slot, held until `lock` is closed or the
+    process ends. Two batches graded at once on one host never share a uid."""
+    folder = Path(tempfile.gettempdir()) / f"autograder-slots-{uid_base()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    for number in range(SLOTS):
+        lock = open(folder / f"slot-{number}.lock", "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            continue
+        return number, lock
+    raise RuntimeError(f"all {SLOTS} sandbox slots on this host are taken")
 
 
 def _limits(memory_mb, cpu_seconds, nproc):
@@ -198,7 +221,8 @@ def serve_forks(control_fd, modules=()):
 
 
 class ForkServer:
-    """One fork server process per worker slot, started on first use."""
+    """One fork server process per environment and module set, shared by every worker slot (each
+    request names its slot's uid), started on first use."""
 
     _servers = {}
     _lock = threading.Lock()
@@ -216,15 +240,15 @@ class ForkServer:
         child.close()
 
     @classmethod
-    def for_slot(cls, slot, env, modules):
-        key = (slot, json.dumps(env, sort_keys=True), tuple(modules))
+    def serving(cls, env, modules):
+        key = (json.dumps(env, sort_keys=True), tuple(modules))
         with cls._lock:
             server = cls._servers.get(key)
             if server is None or server.proc.poll() is not None:
                 server = cls._servers[key] = cls(env, modules)
         return server
 
-    def fork(self, spec, requests, replies):
+    def fork(self, spec, requests, replies):  # one datagram: threads may send at once
         socket.send_fds(self.control, [json.dumps(spec).encode()], [requests, replies])
 
     @classmethod
@@ -273,20 +297,20 @@ def _write_all(fd, data):
 
 
 def start(*, slot, env, hide, expose, memory_mb=4096, cpu_seconds=1200, nproc=256, modules=()):
-    """A Runner for one submission, forked from the slot's fork server (which imported `modules`).
-    The runner's first line on runner.fd is its pid; its replies follow."""
+    """A Runner for one submission as the slot's user, forked from the fork server that imported
+    `modules`. The runner's first line on runner.fd is its pid; its replies follow."""
     req_read, req_write = os.pipe()
     rep_read, rep_write = os.pipe()
-    spec = {"uid": BASE_UID + slot, "hide": [str(p) for p in hide] + HIDE_ALWAYS, "expose": [str(p) for p in expose],
+    spec = {"uid": uid_base() + slot, "hide": [str(p) for p in hide] + HIDE_ALWAYS, "expose": [str(p) for p in expose],
             "memory_mb": memory_mb, "cpu_seconds": cpu_seconds, "nproc": nproc, "env": env,
             "namespaces": isolation() == "namespaces"}
     server_env = {k: v for k, v in env.items() if k not in ("HOME", "MPLCONFIGDIR")}
-    server = ForkServer.for_slot(slot, server_env, modules)
+    server = ForkServer.serving(server_env, modules)
     try:
         server.fork(spec, req_read, rep_write)
     except OSError:  # the fork server died: start a new one
         ForkServer._servers.pop(next((k for k, v in ForkServer._servers.items() if v is server), None), None)
-        server = ForkServer.for_slot(slot, server_env, modules)
+        server = ForkServer.serving(server_env, modules)
         server.fork(spec, req_read, rep_write)
     finally:
         os.close(req_read)

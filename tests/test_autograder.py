@@ -123,6 +123,10 @@ def test_every_submission_gets_the_right_grade_and_status(graded_class):
     assert {(r["student_id"], r["test"]) for r in scores} == {(s, t) for s in EXPECTED for t in tests}
     carol = {r["test"]: float(r["score"]) for r in scores if r["student_id"] == "carol"}
     assert carol == {"test_add": 0, "test_square": 1, "test_double_array": 2}
+    # not a terminal: one line per submission on stdout, and the same lines in grading.log
+    log = [line for line in (out / "grading.log").read_text().splitlines() if not line.startswith("#")]
+    assert sorted(line.split("/")[0] for line in log) == sorted(EXPECTED)
+    assert any(line.startswith("grace/00_toy") and " timeout " in line for line in log), log
 
 
 def test_feedback_is_built_from_results_without_test_source(graded_class):
@@ -138,9 +142,11 @@ def test_feedback_is_built_from_results_without_test_source(graded_class):
 def test_regrading_is_idempotent_and_reuses_results(graded_class):
     subs, out, grades, root = graded_class
     before = (out / "grades.csv").read_text()
-    run = autograder("grade", subs, "--out", out, "--workers", 2, "--cell-timeout", 5, cwd=root, timeout=60)
+    stored = {p: p.stat().st_mtime_ns for p in out.glob("results/*/*.json")}
+    run = autograder("grade", subs, "--out", out, "--workers", 2, "--cell-timeout", 5, cwd=root)
     assert run.returncode == 0
     assert (out / "grades.csv").read_text() == before
+    assert {p: p.stat().st_mtime_ns for p in out.glob("results/*/*.json")} == stored, "results were not reused"
     # a changed submission is graded again
     _submit(subs, "bob", _answered(root))
     run = autograder("grade", subs, "--out", out, "--workers", 2, "--cell-timeout", 5, cwd=root)

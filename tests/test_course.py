@@ -53,31 +53,56 @@ def test_student_version_is_stripped(assignment):
     assert len(notebooks.tests(release)) == len(notebooks.tests(source))
 
 
-def test_release_command_builds_the_student_bundle():
+@pytest.fixture(scope="module")
+def release():
+    """`autograder release` on the real course, once for the tests below."""
     out = autograder("release", cwd=REPO)
     assert out.returncode == 0, out.stdout + out.stderr
+    return REPO / "release"
+
+
+def test_release_command_builds_the_student_bundle(release):
     for assignment in ASSIGNMENTS:
         text = (REPO / "release" / assignment / f"{assignment}.ipynb").read_text()
         assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
     assert (REPO / "release/course_utils/training.py").exists()
     assert (REPO / "release/autograder/cli.py").exists()
     assert not list((REPO / "release").rglob("mutants")), "mutants are near-solutions: never in the release"
-    assert (REPO / "release/requirements.lock").read_text() == (REPO / "requirements.lock").read_text()
+    pins = [line for line in (REPO / "requirements.lock").read_text().splitlines() if not line.startswith("#")]
+    lock = (REPO / "release/requirements.lock").read_text()
+    assert [line for line in lock.splitlines() if not line.startswith("#")] == pins
+    assert "make" not in lock and ".ci" not in lock, "the student's lock speaks of the instructor's tools"
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_validate(assignment):
-    out = autograder("validate", assignment, "--workers", 2, cwd=REPO, timeout=900)
+def test_the_student_bundle_offers_only_check_and_installs_the_student_jupyterlab(release, tmp_path):
+    """`pip install .` of the release puts the JupyterLab settings without nbgrader's instructor
+    tools into the environment; the bundle's `autograder` lists only `check`."""
+    import subprocess
+    import sys
+    import zipfile
+
+    run = subprocess.run([sys.executable, "-m", "autograder.cli", "--help"], cwd=REPO / "release",
+                         capture_output=True, text=True)
+    assert run.returncode == 0 and "{check}" in run.stdout, run.stdout + run.stderr  # argparse's choices
+    wheel = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(tmp_path), str(REPO / "release")], capture_output=True, text=True)
+    assert wheel.returncode == 0, wheel.stdout + wheel.stderr
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    data = {n.split(".data/data/", 1)[1] for n in names if ".data/data/" in n}
+    assert data == {"etc/jupyter/labconfig/page_config.json",
+                    "etc/jupyter/jupyter_server_config.d/nbgrader_student.json"}, names
+    assert "autograder/student_bundle.py" in names and not any("mutants" in n for n in names)
+
+
+def test_every_source_passes_its_release_fails_and_each_mutant_is_caught_on_its_own_exercise():
+    """`autograder mutants` grades every notebook's reference, bare release and mutants in one batch
+    (one fork server for all) and runs validate's checks on the same results."""
+    out = autograder("mutants", "--workers", 2, cwd=REPO, timeout=3000)
     assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"(\d+) of \1 mutants caught on their own test only", out.stdout), out.stdout
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_mutants_are_caught_on_their_own_exercise(assignment):
-    out = autograder("mutants", assignment, "--workers", 2, cwd=REPO, timeout=1200)
-    assert out.returncode == 0, out.stdout + out.stderr
-
-
-def test_jupyterlab_serves_the_release(tmp_path):
+def test_jupyterlab_serves_the_release(release, tmp_path):
     """What `make lab` starts: JupyterLab on release/, which lists and opens every notebook."""
     import os
     import socket
@@ -86,7 +111,6 @@ def test_jupyterlab_serves_the_release(tmp_path):
     import time
     import urllib.request
 
-    assert autograder("release", cwd=REPO).returncode == 0
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
