@@ -211,3 +211,43 @@ def test_environment_report_runs():
 
 def test_public_api():
     assert set(course_utils.__all__) <= set(dir(course_utils))
+
+
+STUB = 'raise NotImplementedError("{} is not answered yet: replace this line with your code")'
+
+
+def test_an_unanswered_exercise_shows_one_line_not_a_traceback(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from course_utils.exercises import explain_unanswered
+
+    shell = InteractiveShell.instance()
+    try:
+        explain_unanswered(shell)
+        shell.run_cell(f"def square(x):\n    {STUB.format('square')}\n")
+        shell.run_cell("y = square(2)")
+        out = capsys.readouterr().out
+        assert out.strip() == "square is not answered yet: write it in its cell above, run that cell, then this one again."
+        shell.run_cell("print(y)")  # the knock-on NameError
+        assert capsys.readouterr().out.strip() == (
+            "NameError: name 'y' is not defined: an earlier cell stopped at an unanswered exercise (square).")
+        shell.run_cell("1 / 0")  # any other error keeps its traceback
+        assert "ZeroDivisionError" in capsys.readouterr().out
+        shell.run_cell("raise NotImplementedError('a library has no such kernel')")
+        assert "Traceback" in capsys.readouterr().out
+    finally:
+        InteractiveShell.clear_instance()
+
+
+def test_needs_names_the_stubs_a_demo_uses():
+    from course_utils.exercises import Unanswered, is_stub, needs
+
+    namespace = {}
+    exec(f"def done(x):\n    return x\n\ndef todo(x):\n    {STUB.format('todo')}\n\n"
+         f"class Model:\n    def __init__(self, n):\n        self.n = n\n        {STUB.format('Model')}\n", namespace)
+    done, todo, model = namespace["done"], namespace["todo"], namespace["Model"]
+    assert not is_stub(done) and is_stub(todo) and is_stub(model)
+    needs(done)  # nothing to finish: the demo goes on
+    with pytest.raises(Unanswered, match="finish todo, Model above to see this demo"):
+        needs(done, todo, model)
+    assert Unanswered("x")._render_traceback_() == ["x"]  # IPython shows this line, no traceback
