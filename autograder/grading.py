@@ -52,6 +52,7 @@ class RunnerDied(Exception):
     pass
 
 
+@functools.lru_cache(maxsize=4096)  # the source's cells are the same in every submission
 def _transform(source):
     """IPython syntax (magics, !shell) turned into plain calls on the runner's stand-in shell: done
     here, in the trusted grader, so that student code cannot change how a test is read."""
@@ -65,19 +66,25 @@ def _transform(source):
 def request(index, source, *, test, locked):
     """What the runner executes for a cell: its code, with a test's last expression split off
     (nbgrader's partial credit is that expression's value when it is a number)."""
-    body, last = _transform(source), None
-    if test:
-        try:
-            tree = ast.parse(body)
-        except SyntaxError:
-            tree = None
-        if tree is not None and tree.body and isinstance(tree.body[-1], ast.Expr):
-            node = tree.body[-1]
-            lines = body.splitlines(keepends=True)
-            segment = ast.get_source_segment(body, node)
-            body = "".join(lines[:node.lineno - 1]) + lines[node.lineno - 1][:node.col_offset]
-            last = "\n" * (node.lineno - 1) + segment
+    body, last = _split_last(source) if test else (_transform(source), None)
     return {"index": index, "body": body, "last": last, "name": f"<cell-{index}>", "test": test, "locked": locked}
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_last(source):
+    """A test cell's code without its last expression, and that expression (or None)."""
+    body, last = _transform(source), None
+    try:
+        tree = ast.parse(body)
+    except SyntaxError:
+        tree = None
+    if tree is not None and tree.body and isinstance(tree.body[-1], ast.Expr):
+        node = tree.body[-1]
+        lines = body.splitlines(keepends=True)
+        segment = ast.get_source_segment(body, node)
+        body = "".join(lines[:node.lineno - 1]) + lines[node.lineno - 1][:node.col_offset]
+        last = "\n" * (node.lineno - 1) + segment
+    return body, last
 
 
 def _backstop(limit):
@@ -204,20 +211,22 @@ class Session:
 
 def imported_modules(nb):
     """The modules a notebook's code cells import (what the fork server imports once for all)."""
+    return set().union(*(_imports(cell.source) for cell in nb.cells if cell.cell_type == "code"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports(source):
     names = set()
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        try:
-            tree = ast.parse(_transform(cell.source))
-        except SyntaxError:
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                names.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                names.add(node.module)
-    return names
+    try:
+        tree = ast.parse(_transform(source))
+    except SyntaxError:
+        return frozenset()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return frozenset(names)
 
 
 @functools.lru_cache(maxsize=None)
