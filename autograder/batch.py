@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import course, sandbox
+from . import course, notebooks, sandbox
 from .grading import file_digest, grade_notebook
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
@@ -135,7 +135,6 @@ def _store(sub, out, result, digest):
 def _grader_failed(sub, why):
     """Never a silent zero: a row that says the grader itself failed (each test 0 of its points)."""
     try:
-        from . import notebooks
         tests = [{"test": notebooks.grade_id(c), "score": 0.0, "max_score": float(c.metadata.nbgrader.points),
                   "error": None, "hidden": False}
                  for c in notebooks.tests(notebooks.read(course.source_notebook(sub.assignment)))]
@@ -250,7 +249,6 @@ def grade_task(student, assignment, name, data, source_bytes, hide, options):
 
 def worker_info():
     """What a worker reports before grading: how it would isolate student code."""
-    from . import sandbox
     return {"isolation": sandbox.isolation(), "python": sys.version.split()[0]}
 
 

@@ -4,6 +4,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,7 +37,7 @@ class Progress:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, unit=what, disable=None, dynamic_ncols=True)  # None: off unless a tty
-        self.statuses = {}
+        self.statuses = Counter()
         self.log = None
         if log is not None:
             self.log = open(log, "a", encoding="utf-8")
@@ -50,7 +51,7 @@ class Progress:
         if self.bar.disable:
             print("  " + text, flush=True)
             return
-        self.statuses[result["status"]] = self.statuses.get(result["status"], 0) + 1
+        self.statuses[result["status"]] += 1
         self.bar.set_postfix_str(" ".join(f"{k} {v}" for k, v in sorted(self.statuses.items())), refresh=False)
         self.bar.update(1)
 
@@ -288,7 +289,10 @@ def cmd_check(args):
         own = notebooks.read(path)
     except Exception as exc:
         raise SystemExit(f"{path} is not a readable notebook: {exc}")
-    result = grade_notebook("me", path.stem, path, source_nb=own, visible_only=True, cell_timeout=args.cell_timeout)
+    slot, lock = sandbox.claim_slot()
+    with lock:
+        result = grade_notebook("me", path.stem, path, slot=slot, source_nb=own, visible_only=True,
+                                cell_timeout=args.cell_timeout)
     for t in result["tests"]:
         mark = "ok  " if t["score"] >= t["max_score"] else "FAIL"
         error = t["error"] or ""
@@ -332,13 +336,19 @@ def main(argv=None):
     p.add_argument("--cell-timeout", type=int, default=120)
     p.set_defaults(func=cmd_check)
     if not STUDENT_BUNDLE:  # the instructor's commands
-        p = sub.add_parser("release", help="student versions into release/, checked to be stripped")
-        p.add_argument("assignments", nargs="*")
-        p.set_defaults(func=cmd_release)
-        p = sub.add_parser("validate", help="the source passes all its tests; the release fails every one")
-        p.add_argument("assignments", nargs="*")
-        p.add_argument("--workers", **workers)
-        p.set_defaults(func=cmd_validate)
+        on_assignments = [  # (name, help, func, parallel): commands on [ASSIGNMENT...], all by default
+            ("release", "student versions into release/, checked to be stripped", cmd_release, False),
+            ("validate", "the source passes all its tests; the release fails every one", cmd_validate, True),
+            ("mutants", "validate's checks, then every known-wrong answer: fail unless each loses points on "
+                        "its own test only", cmd_mutants, True),
+            ("demo", "build sample submissions from the source and grade them", cmd_demo, True),
+        ]
+        for name, text, func, parallel in on_assignments:
+            p = sub.add_parser(name, help=text)
+            p.add_argument("assignments", nargs="*")
+            if parallel:
+                p.add_argument("--workers", **workers)
+            p.set_defaults(func=func)
         p = sub.add_parser("grade", help="grade a folder (or zip) of submissions")
         p.add_argument("submissions", help="<student>/<assignment>/<notebook>.ipynb tree, or <student>_<assignment>.ipynb files, or a zip")
         p.add_argument("--out", required=True, help="output folder: grades.csv, scores.csv, feedback/")
@@ -352,14 +362,6 @@ def main(argv=None):
                        help="grade on this dask.distributed cluster (e.g. tcp://10.0.0.5:8786) instead of local "
                             "processes; --workers is then ignored")
         p.set_defaults(func=cmd_grade)
-        p = sub.add_parser("mutants", help="validate's checks, then every known-wrong answer: fail unless each loses points on its own test only")
-        p.add_argument("assignments", nargs="*")
-        p.add_argument("--workers", **workers)
-        p.set_defaults(func=cmd_mutants)
-        p = sub.add_parser("demo", help="build sample submissions from the source and grade them")
-        p.add_argument("assignments", nargs="*")
-        p.add_argument("--workers", **workers)
-        p.set_defaults(func=cmd_demo)
     args = parser.parse_args(argv)
     return args.func(args) or 0
 

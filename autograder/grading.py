@@ -296,21 +296,15 @@ def _result(student, assignment, status, message, tests=(), notes=(), source_tes
             "tests": tests, "notes": list(notes)}
 
 
-def grade_notebook(student, assignment, path, *, slot=None, hide=(), cell_timeout=DEFAULT_CELL_TIMEOUT,
+def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEFAULT_CELL_TIMEOUT,
                    submission_timeout=DEFAULT_SUBMISSION_TIMEOUT, memory_mb=4096, visible_only=False,
                    source_nb=None, save_to=None):
     """Grade one submitted notebook file; returns the result dict (never raises for a bad submission).
 
     With `visible_only` (a student's self-check) the hidden tests are removed first and the file
-    need not belong to a known assignment: its own test cells are used. Without `slot`, a free
-    sandbox slot of this host is claimed for the call.
+    need not belong to a known assignment: its own test cells are used. `slot`: a sandbox slot
+    the caller holds (`sandbox.claim_slot()`).
     """
-    if slot is None:
-        slot, lock = sandbox.claim_slot()
-        with lock:
-            return grade_notebook(student, assignment, path, slot=slot, hide=hide, cell_timeout=cell_timeout,
-                                  submission_timeout=submission_timeout, memory_mb=memory_mb,
-                                  visible_only=visible_only, source_nb=source_nb, save_to=save_to)
     if source_nb is None:
         source_nb = notebooks.read(course.source_notebook(assignment))
     if visible_only:
