@@ -15,24 +15,22 @@ a warning on stderr or a printed "all tests passed" changes nothing.
 import ast
 import functools
 import hashlib
-import json
-import marshal
 import os
 import select
 import shutil
 import signal
-import secrets
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import msgpack
 import nbformat
 import psutil
 from nbformat.v4 import new_output
 from nbgrader.utils import determine_grade
 
-from . import course, notebooks, sandbox
+from . import codec, course, judge, notebooks, sandbox
 
 GRADING_ENV = {
     "COURSE_PROFILE": "fast", "COURSE_DEVICE": "cpu", "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg",
@@ -42,6 +40,7 @@ GRADING_ENV = {
 DEFAULT_CELL_TIMEOUT = 60
 DEFAULT_SUBMISSION_TIMEOUT = 600
 MESSAGE_LIMIT = 400
+SUBMISSION_OUTPUT_LIMIT = 200_000  # characters of output kept in one graded notebook
 
 
 class CellTimeout(Exception):
@@ -54,8 +53,7 @@ class RunnerDied(Exception):
 
 @functools.lru_cache(maxsize=4096)  # the source's cells are the same in every submission
 def _transform(source):
-    """IPython syntax (magics, !shell) turned into plain calls on the runner's stand-in shell: done
-    here, in the trusted grader, so that student code cannot change how a test is read."""
+    """IPython syntax (magics, !shell) turned into plain calls on the runner's stand-in shell."""
     try:
         from IPython.core.inputtransformer2 import TransformerManager
         return TransformerManager().transform_cell(source)
@@ -63,33 +61,62 @@ def _transform(source):
         return source
 
 
-def request(index, source, *, test, locked):
-    """What the runner executes for a cell: its code, with a test's last expression split off
-    (nbgrader's partial credit is that expression's value when it is a number)."""
-    body, last = _split_last(source) if test else (_transform(source), None)
-    return {"index": index, "body": body, "last": last, "name": f"<cell-{index}>", "test": test, "locked": locked}
-
-
-@functools.lru_cache(maxsize=4096)
-def _split_last(source):
-    """A test cell's code without its last expression, and that expression (or None)."""
-    body, last = _transform(source), None
-    try:
-        tree = ast.parse(body)
-    except SyntaxError:
-        tree = None
-    if tree is not None and tree.body and isinstance(tree.body[-1], ast.Expr):
-        node = tree.body[-1]
-        lines = body.splitlines(keepends=True)
-        segment = ast.get_source_segment(body, node)
-        body = "".join(lines[:node.lineno - 1]) + lines[node.lineno - 1][:node.col_offset]
-        last = "\n" * (node.lineno - 1) + segment
-    return body, last
-
-
 def _backstop(limit):
     """Wall-clock seconds after which a cell is stopped whatever its CPU time (it may be asleep)."""
     return 3 * limit + 30
+
+
+class Pipe:
+    """Length-prefixed msgpack frames from a child process, read within wall and CPU limits."""
+
+    def __init__(self, fd, cpu=lambda: 0.0):
+        self.fd, self.cpu, self.buffer = fd, cpu, b""
+
+    def _fill(self, need, wall_limit, cpu_limit):
+        start_wall, start_cpu = time.monotonic(), self.cpu() if cpu_limit is not None else 0.0
+        while len(self.buffer) < need:
+            if time.monotonic() - start_wall > wall_limit:
+                raise CellTimeout()
+            if cpu_limit is not None and self.cpu() - start_cpu > cpu_limit:
+                raise CellTimeout()
+            ready, _, _ = select.select([self.fd], [], [], 0.25 if cpu_limit is not None else 1.0)
+            if ready:
+                chunk = os.read(self.fd, 1 << 20)
+                if not chunk:
+                    raise RunnerDied()
+                self.buffer += chunk
+
+    def line(self, wall_limit):
+        """The first line: "pid N", written by the fork server's child."""
+        start = time.monotonic()
+        while b"\n" not in self.buffer:
+            if len(self.buffer) > 100:
+                raise RunnerDied()
+            self._fill(len(self.buffer) + 1, max(0.0, wall_limit - (time.monotonic() - start)), None)
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+    def frame(self, wall_limit, cpu_limit=None):
+        """The next frame's bytes (not decoded: the caller decides how far it trusts them)."""
+        deadline = time.monotonic() + wall_limit
+        self._fill(4, wall_limit, cpu_limit)
+        size = int.from_bytes(self.buffer[:4], "big")
+        if size > codec.LIMIT:
+            raise RunnerDied()
+        self._fill(4 + size, max(0.0, deadline - time.monotonic()), cpu_limit)
+        frame, self.buffer = self.buffer[4:4 + size], self.buffer[4 + size:]
+        return frame
+
+
+def _data(frame):
+    """A runner's frame as a dict of plain data (msgpack only: nothing in it can run), or RunnerDied."""
+    try:
+        reply = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception:
+        raise RunnerDied() from None
+    if not isinstance(reply, dict):
+        raise RunnerDied()
+    return reply
 
 
 class Session:
@@ -97,16 +124,15 @@ class Session:
 
     Limits count the runner's CPU time, so a busy machine does not turn an honest cell into a
     timeout; a generous wall-clock backstop (3 x the limit + 30 s) stops code that sleeps. The clock
-    of the first cell starts when the runner says it is ready (imports and snapshots done)."""
+    of the first cell starts when the runner says it is ready. Nothing the runner sends is trusted:
+    replies are msgpack data, and a reply that does not parse or answers another request ends the
+    runner (status crashed)."""
 
-    STARTUP_TIMEOUT = 600  # wall seconds for a runner to import torch and get ready, on a loaded machine
-    LINE_LIMIT = 1 << 20
+    STARTUP_TIMEOUT = 600  # wall seconds for a runner to start on a loaded machine
 
     def __init__(self, slot, hide, memory_mb, modules=()):
         self.slot, self.hide, self.memory_mb, self.modules = slot, list(hide), memory_mb, list(modules)
-        self.proc = self.fd = self.pid = None
-        self.buffer = b""
-        self.forged = 0
+        self.proc = self.pipe = self.pid = None
 
     def start(self):
         venv = Path(sys.prefix)
@@ -118,16 +144,13 @@ class Session:
                "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
         self.proc = sandbox.start(slot=self.slot, env=env, hide=self.hide, expose=expose, memory_mb=self.memory_mb,
                                   modules=self.modules)
-        self.fd, self.buffer, self.pid = self.proc.fd, b"", None
-        first = self._line(wall_limit=self.STARTUP_TIMEOUT)  # "pid N", written before the runner starts
+        self.pid = None
+        self.pipe = Pipe(self.proc.fd, self._cpu)
+        first = self.pipe.line(wall_limit=self.STARTUP_TIMEOUT)  # "pid N", written before the runner starts
         if not first.startswith(b"pid "):
             raise RunnerDied()
         self.pid = self.proc.pid = int(first[4:])
-        self.nonce = secrets.token_hex(16)
-        self.prefix = (self.nonce + " ").encode()
-        self._send(self.nonce)
-        ready = self._reply(cpu_limit=None, wall_limit=self.STARTUP_TIMEOUT)
-        if ready.get("ready") is not True:
+        if _data(self.pipe.frame(self.STARTUP_TIMEOUT)).get("ready") is not True:
             raise RunnerDied()
 
     def _cpu(self):
@@ -140,57 +163,21 @@ class Session:
     def _send(self, message):
         if self.proc is None:
             raise RunnerDied()
-        frame = marshal.dumps(message)
         try:
-            self.proc.send(len(frame).to_bytes(4, "big") + frame)
+            self.proc.send(len(frame := msgpack.packb(message, use_bin_type=True)).to_bytes(4, "big") + frame)
         except OSError:  # BrokenPipeError: the runner is gone
             raise RunnerDied()
 
-    def _line(self, wall_limit, cpu_limit=None):
-        """The next line on the reply pipe, within the limits."""
-        start_wall, start_cpu = time.monotonic(), self._cpu() if cpu_limit is not None else 0.0
-        while b"\n" not in self.buffer:
-            if len(self.buffer) > self.LINE_LIMIT:
-                self.forged += 1
-                raise RunnerDied()
-            if time.monotonic() - start_wall > wall_limit:
-                raise CellTimeout()
-            if cpu_limit is not None and self._cpu() - start_cpu > cpu_limit:
-                raise CellTimeout()
-            ready, _, _ = select.select([self.fd], [], [], 0.25)
-            if ready:
-                chunk = os.read(self.fd, 1 << 16)
-                if not chunk:
-                    raise RunnerDied()
-                self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return line
-
-    def _reply(self, cpu_limit, wall_limit):
-        """The next line that carries the nonce; lines that do not (written by student code) are
-        counted as forged and skipped."""
-        deadline = time.monotonic() + wall_limit
-        while True:
-            line = self._line(max(0.0, deadline - time.monotonic()), cpu_limit)
-            if not line.startswith(self.prefix):
-                self.forged += 1
-                continue
-            try:
-                reply = ast.literal_eval(line[len(self.prefix):].decode("utf-8", "replace"))
-            except (ValueError, SyntaxError, MemoryError, RecursionError):
-                raise RunnerDied()
-            if not isinstance(reply, dict):
-                raise RunnerDied()
-            return reply
-
-    def run(self, index, source, *, test, locked, timeout, cpu_timeout=None):
-        """Run one cell; `timeout` is the cell's CPU-time limit, its wall backstop is derived from it."""
-        self._send(request(index, source, test=test, locked=locked))
-        reply = self._reply(cpu_limit=cpu_timeout if cpu_timeout is not None else timeout,
-                            wall_limit=_backstop(timeout))
-        if reply.get("index") != index:
+    def request(self, message, timeout):
+        """Send a request; (raw frame, reply as data, CPU seconds used). `timeout` is its CPU-time
+        limit; its wall backstop is derived from it."""
+        self._send(message)
+        cpu = self._cpu()
+        frame = self.pipe.frame(wall_limit=_backstop(timeout), cpu_limit=timeout)
+        reply = _data(frame)
+        if reply.get("index") != message["index"]:
             raise RunnerDied()
-        return reply
+        return frame, reply, max(0.0, self._cpu() - cpu)
 
     def stop(self):
         """Kill the runner and everything it started: in the sandbox it is the PID namespace's first
@@ -207,6 +194,40 @@ class Session:
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
         self.proc = None
+
+
+class JudgeProcess:
+    """The submission's judge (autograder.judge), forked from the fork server: trusted, but a
+    fault in it is the grader's, never the student's."""
+
+    TIMEOUT = 900  # wall seconds for one test's own work, on a loaded machine
+
+    def __init__(self, modules):
+        self.modules, self.proc = modules, None
+
+    def start(self):
+        env = {**GRADING_ENV, "HOME": tempfile.gettempdir(), "MPLCONFIGDIR": tempfile.gettempdir()}
+        self.proc = sandbox.start_judge(env=env, modules=self.modules)
+        self.pipe = Pipe(self.proc.fd)
+        first = self.pipe.line(wall_limit=Session.STARTUP_TIMEOUT)
+        if not first.startswith(b"pid "):
+            raise RunnerDied()
+        self.proc.pid = int(first[4:])
+
+    def send(self, message):
+        try:
+            self.proc.send(len(frame := msgpack.packb(message, use_bin_type=True)).to_bytes(4, "big") + frame)
+        except OSError:
+            raise RunnerDied()
+
+    def receive(self):
+        return msgpack.unpackb(self.pipe.frame(self.TIMEOUT), raw=False)
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.close()
+            self.proc = None
 
 
 def imported_modules(nb):
@@ -239,19 +260,6 @@ def _course_modules(root):
     except (OSError, SystemExit, ValueError):
         pass
     return names
-
-
-def _hidden_lines(source):
-    """1-based numbers of the lines inside BEGIN/END HIDDEN TESTS."""
-    hidden, inside = set(), False
-    for number, line in enumerate(source.splitlines(), 1):
-        if "BEGIN HIDDEN TESTS" in line:
-            inside = True
-        elif "END HIDDEN TESTS" in line:
-            inside = False
-        elif inside:
-            hidden.add(number)
-    return hidden
 
 
 def _scrub(message, secrets, paths):
@@ -326,27 +334,50 @@ def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEF
                        source_tests=source_tests)
 
     graded, notes, edited = notebooks.assemble(source_nb, submitted)
-    tampered, refused, restored, reached = [], set(), set(), []
     plan = _plan(graded, source_nb)
-    events, done, threads, exec_seconds, cpu_used = [], [], 1, 0.0, 0.0
+    events, faults, done, exec_seconds, cpu_used, output_left = [], [], [], 0.0, 0.0, SUBMISSION_OUTPUT_LIMIT
     modules = sorted(imported_modules(source_nb) | (set() if visible_only else _course_modules(course.course_root())))
-    session = Session(slot, hide, memory_mb, modules)
+    names = sorted(judge.student_names(tuple(notebooks.answers(source_nb).values())))
+    read_only = [(i, _transform(c.source)) for i, c in enumerate(source_nb.cells)
+                 if c.cell_type == "code" and notebooks.is_fixed(c) and not notebooks.is_test(c)]
+    session, judge_process = Session(slot, hide, memory_mb, modules), JudgeProcess(modules)
     wall_deadline = time.monotonic() + _backstop(submission_timeout)
 
     def restart():
+        """A fresh runner with every cell that had run again (they had finished, with or without an error)."""
         session.stop()
         session.start()
-        for replay_index, replay_cell, replay_kind in done:  # the cells that had run, tests excepted
-            session.run(replay_index, replay_cell.source, test=False, locked=replay_kind == "locked",
-                        timeout=cell_timeout)
+        for replay_index, replay_cell in done:
+            session.request(_cell_request(replay_index, replay_cell.source), cell_timeout)
+
+    def failed(exc, index, name, limit):
+        kind_of = "timeout" if isinstance(exc, CellTimeout) else "crashed"
+        events.append((kind_of, index, name))
+        try:
+            restart()
+        except (CellTimeout, RunnerDied):
+            session.stop()  # the next cells then fail to run, and say so
+        return kind_of, (f"used more than {int(limit)} s of CPU time (or sat idle far longer) and was stopped"
+                         if kind_of == "timeout" else "the process died here (os._exit, a crash, or out of memory)")
+
+    def keep(text):
+        nonlocal output_left
+        kept = text[:max(0, output_left)]
+        output_left -= len(kept)
+        return kept + (f"\n[... output dropped: this submission's {SUBMISSION_OUTPUT_LIMIT} characters are used up]"
+                       if len(kept) < len(text) else "")
 
     try:
         try:
             session.start()
+            judge_process.start()
+            judge_process.send({"op": "setup", "cells": read_only})
+            ready = judge_process.receive()
+            faults += [f"the judge's {e}" for e in ready.get("errors", [])]
         except (CellTimeout, RunnerDied):
             session.stop()
-            return _result(student, assignment, "crashed", "the grading process could not start; try again",
-                           source_tests=source_tests)
+            return _result(student, assignment, "crashed", "the grading processes could not start; try again",
+                            source_tests=source_tests)
         for index, cell, kind in plan:
             left = min(submission_timeout - cpu_used, wall_deadline - time.monotonic())
             name = notebooks.grade_id(cell) or f"cell {index + 1}"
@@ -354,54 +385,49 @@ def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEF
                 events.append(("timeout", index, name))
                 cell.outputs = [new_output("error", ename="GradingTimeout", evalue="not run: time limit", traceback=[])]
                 continue
-            forged = session.forged
+            if kind == "test":
+                outcome, used, seconds = _run_test(session, judge_process, index, cell, names,
+                                                   min(cell_timeout, left), failed, keep)
+                cpu_used += used
+                exec_seconds += seconds
+                error = outcome["error"]
+                if error and error.get("fault"):
+                    faults.append(f"{name}: {error['ename']}: {error['evalue']}"[:400])
+                cell.outputs = []
+                if outcome["output"]:
+                    cell.outputs.append(new_output("stream", name="stdout", text=outcome["output"]))
+                if error:
+                    cell.outputs.append(new_output("error", ename=error["ename"], evalue=error["evalue"], traceback=[]))
+                    cell.metadata["error_hidden"] = bool(error.get("hidden"))
+                elif outcome["value"] is not None:
+                    cell.outputs.append(new_output("execute_result", data={"text/plain": repr(outcome["value"])},
+                                                   execution_count=None))
+                continue
+            start = time.monotonic()
             try:
-                reply = session.run(index, cell.source, test=kind == "test", locked=kind == "locked",
-                                    timeout=min(cell_timeout, left))
+                _, reply, used = session.request(_cell_request(index, cell.source), min(cell_timeout, left))
             except (CellTimeout, RunnerDied) as exc:
-                kind_of = "timeout" if isinstance(exc, CellTimeout) else "crashed"
-                events.append((kind_of, index, name))
-                why = (f"used more than {int(min(cell_timeout, left))} s of CPU time (or sat idle far longer) "
-                       "and was stopped" if kind_of == "timeout"
-                       else "the process died in this cell (os._exit, a crash, or out of memory)")
+                kind_of, why = failed(exc, index, name, min(cell_timeout, left))
                 cell.outputs = [new_output("error", ename="CellTimeout" if kind_of == "timeout" else "ProcessDied",
                                            evalue=why, traceback=[])]
-                try:
-                    restart()
-                except (CellTimeout, RunnerDied):
-                    session.stop()  # the next cells then fail to run, and say so
                 continue
-            threads = max(threads, reply.get("threads", 1))
-            exec_seconds += reply.get("seconds", 0.0)
-            cpu_used += reply.get("cpu_seconds", 0.0)
-            if reply["error"] and reply["error"]["ename"] == "MemoryError":
+            exec_seconds += time.monotonic() - start
+            cpu_used += used
+            error = reply.get("error") if isinstance(reply.get("error"), dict) else None
+            if error and error.get("ename") == "MemoryError":
                 events.append(("crashed", index, name + " (out of memory)"))
-            refused.update(reply.get("refused", []))
-            restored.update(reply.get("restored", []))
-            reached += [f"{name}: {what}" for what in dict.fromkeys(reply.get("reached", []))]
-            voided = [f"changed {what}" for what in dict.fromkeys(reply.get("tampered", []))]
-            voided += [f"tried {what}" for what in dict.fromkeys(reply.get("reached", []))]
-            if session.forged > forged:
-                reached.append(f"{name}: wrote {session.forged - forged} forged line(s) on the grader's pipe")
-                voided.append("wrote forged replies on the grader's pipe")
-            if voided and kind == "test":
-                what = ", ".join(voided[:5])
-                tampered.append(f"{notebooks.grade_id(cell)} ({what} while the test ran)")
-                reply["error"] = {"ename": "Tampering", "evalue": f"the test was voided: {what} while it ran",
-                                  "line": None}
             cell.outputs = []
-            if reply.get("output"):
-                cell.outputs.append(new_output("stream", name="stdout", text=reply["output"]))
-            if reply["error"]:
-                cell.outputs.append(new_output("error", traceback=[], **{k: reply["error"][k] for k in ("ename", "evalue")}))
-                cell.metadata["error_line"] = reply["error"]["line"]
-            elif reply["value"] is not None:
-                cell.outputs.append(new_output("execute_result", data={"text/plain": repr(reply["value"])},
-                                               execution_count=None))
-            if kind != "test" and not reply["error"]:
-                done.append((index, cell, kind))
+            if isinstance(reply.get("output"), str) and reply["output"]:
+                cell.outputs.append(new_output("stream", name="stdout", text=keep(reply["output"])))
+            if error:
+                cell.outputs.append(new_output("error", ename=str(error.get("ename"))[:200],
+                                               evalue=str(error.get("evalue"))[:2000], traceback=[]))
+            done.append((index, cell))
+    except (CellTimeout, RunnerDied):  # the judge failed: the grader's fault, not the student's
+        faults.append("the judge process failed")
     finally:
         session.stop()
+        judge_process.stop()
 
     secrets = sorted(notebooks.secret_lines(source_nb), key=len, reverse=True)
     paths = [course.course_root(), Path(path).resolve().parent]
@@ -409,10 +435,9 @@ def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEF
     for cell in notebooks.tests(graded):
         score, max_score = determine_grade(cell)
         error = next((o for o in cell.outputs if o.output_type == "error"), None)
-        hidden_lines = _hidden_lines(next(c.source for c in source_nb.cells if notebooks.grade_id(c) == notebooks.grade_id(cell)))
         message, hidden = None, False
         if error is not None:
-            hidden = cell.metadata.get("error_line") in hidden_lines
+            hidden = bool(cell.metadata.get("error_hidden"))
             message = _scrub(f"{error.ename}: {error.evalue}", secrets, paths)
             if hidden:
                 message = f"a hidden test failed: {message}"
@@ -422,30 +447,54 @@ def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEF
         Path(save_to).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(graded, str(save_to))
 
-    messages = list(notes)
-    if threads > 1:
-        notes.append(f"left {threads - 1} thread(s) running")
-        messages.append(notes[-1])
     found = {kind: [name for k, _, name in events if k == kind] for kind in ("crashed", "timeout")}
-    if refused:  # a limit, like time: processes, threads and the network are not available here
-        found["timeout"].append(f"refused {', '.join(sorted(refused))} (no processes, threads or network)")
     problems = []
+    if faults:
+        problems.append(f"the grader failed, not the student (needs a look): {'; '.join(dict.fromkeys(faults))}")
     if edited:
         problems.append(f"edited read-only cells {', '.join(edited)}; graded with the originals")
-    if restored:
-        problems.append(f"changed {', '.join(sorted(restored)[:5])} before the tests; put back")
-    if tampered:
-        problems.append(f"tampering while tests ran: {'; '.join(tampered)}; those tests scored 0")
-    reached = [r for r in dict.fromkeys(reached) if not any(r.startswith(f"{t.split(' ')[0]}:") for t in tampered)]
-    if reached:
-        problems.append(f"tried to reach the grader (refused): {'; '.join(reached)}")
     for kind in ("timeout", "crashed"):
         if found[kind]:
-            problems.insert(0, f"{kind}: {', '.join(dict.fromkeys(found[kind]))}; the other cells were graded")
-    status = next((kind for kind, hit in [("crashed", found["crashed"]), ("timeout", found["timeout"]),
-                                          ("tampered", edited or restored or tampered or reached)] if hit), "graded")
-    messages = problems + messages
-    result = _result(student, assignment, status, "; ".join(messages), tests, notes)
-    result["exec_seconds"] = round(exec_seconds, 3)  # the cells' own run time, for benchmarks
+            problems.insert(len(faults and [1]), f"{kind}: {', '.join(dict.fromkeys(found[kind]))}; the other cells were graded")
+    status = next((kind for kind, hit in [("grader_error", faults), ("crashed", found["crashed"]),
+                                          ("timeout", found["timeout"]), ("tampered", edited)] if hit), "graded")
+    result = _result(student, assignment, status, "; ".join(problems + list(notes)), tests, notes)
+    result["exec_seconds"] = round(exec_seconds, 3)  # the runner's own time, for benchmarks
     result["cpu_seconds"] = round(cpu_used, 3)
     return result
+
+
+def _cell_request(index, source):
+    return {"index": index, "body": _transform(source), "name": f"<cell-{index}>"}
+
+
+def _run_test(session, judge_process, index, cell, names, limit, failed, keep):
+    """One test cell: the judge runs it, and each `with student:` block it reaches runs in the
+    runner within what is left of the cell's CPU-time limit. (outcome, runner CPU s, runner wall s)."""
+    judge_process.send({"op": "test", "index": index, "source": _transform(cell.source),
+                        "name": notebooks.grade_id(cell), "student_names": names})
+    shown, used, seconds = [], 0.0, 0.0
+    while True:
+        message = judge_process.receive()
+        if message.get("op") == "done":
+            break
+        left = limit - used
+        if left <= 0:
+            judge_process.send({"op": "failed", "why": f"the test's {int(limit)} s of CPU time were used up"})
+            continue
+        request = {"index": index, "test": index, "block": message["block"], "name": f"<cell-{index}>",
+                   "inputs": message["inputs"], "outputs": message["outputs"]}
+        start = time.monotonic()
+        try:
+            frame, reply, cpu = session.request(request, left)
+        except (CellTimeout, RunnerDied) as exc:
+            _, why = failed(exc, index, notebooks.grade_id(cell), left)
+            judge_process.send({"op": "failed", "why": f"your code {why}"})
+            continue
+        used += cpu
+        seconds += time.monotonic() - start
+        if not message.get("hidden") and isinstance(reply.get("output"), str) and reply["output"]:
+            shown.append(reply["output"])  # what the student's code printed in a visible test
+        judge_process.send({"op": "reply", "data": frame})
+    message["output"] = keep("".join(shown) + message.get("output", ""))
+    return message, used, seconds

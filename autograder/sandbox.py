@@ -34,7 +34,6 @@ import tempfile
 import threading
 from pathlib import Path
 
-RUNNER = Path(__file__).with_name("runner.py")
 SLOTS = 256  # sandbox slots per host: Unix uids uid_base() ... uid_base() + 255, none with an account
 MS_BIND, MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV, MS_NOEXEC = 4096, 16384, 1 << 18, 2, 4, 8
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
@@ -169,6 +168,14 @@ def _child(spec, fds, runner):
     """The forked child of the fork server: set up isolation, start the runner, report its pid."""
     requests, replies = fds
     os.setsid()
+    if spec.get("judge"):  # trusted: no sandbox, no student code
+        from autograder import judge
+        os.write(replies, f"pid {os.getpid()}\n".encode())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(spec["env"])
+        judge.serve(requests, replies)
+        os._exit(0)
     if not spec["namespaces"]:
         os.write(replies, f"pid {os.getpid()}\n".encode())
         _become_runner(spec, requests, replies, runner)
@@ -190,11 +197,8 @@ def _child(spec, fds, runner):
 
 def serve_forks(control_fd, modules=()):
     """The fork server: preload once, then fork a runner for each request on the control socket."""
-    import importlib.util
+    from autograder import judge, runner  # noqa: F401 (judges are forked from here too)
 
-    loaded = importlib.util.spec_from_file_location("autograder_runner", RUNNER)
-    runner = importlib.util.module_from_spec(loaded)
-    loaded.loader.exec_module(runner)
     runner.preload(modules)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     control = socket.socket(fileno=control_fd)
@@ -236,7 +240,7 @@ class ForkServer:
         self.proc = subprocess.Popen([sys.executable, "-P", str(Path(__file__)), "fork-server", str(child.fileno()),
                                       ",".join(modules)],
                                      pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stdout=subprocess.DEVNULL, stderr=open("/tmp/fs.log", "a"), start_new_session=True)
         child.close()
 
     @classmethod
@@ -299,11 +303,21 @@ def _write_all(fd, data):
 def start(*, slot, env, hide, expose, memory_mb=4096, cpu_seconds=1200, nproc=256, modules=()):
     """A Runner for one submission as the slot's user, forked from the fork server that imported
     `modules`. The runner's first line on runner.fd is its pid; its replies follow."""
-    req_read, req_write = os.pipe()
-    rep_read, rep_write = os.pipe()
     spec = {"uid": uid_base() + slot, "hide": [str(p) for p in hide] + HIDE_ALWAYS, "expose": [str(p) for p in expose],
             "memory_mb": memory_mb, "cpu_seconds": cpu_seconds, "nproc": nproc, "env": env,
             "namespaces": isolation() == "namespaces"}
+    return _fork(spec, env, modules)
+
+
+def start_judge(*, env, modules=()):
+    """A judge for one submission (autograder.judge: trusted, not sandboxed), forked from the same
+    fork server. Its first line on .fd is its pid; its messages follow."""
+    return _fork({"judge": True, "env": env}, env, modules)
+
+
+def _fork(spec, env, modules):
+    req_read, req_write = os.pipe()
+    rep_read, rep_write = os.pipe()
     server_env = {k: v for k, v in env.items() if k not in ("HOME", "MPLCONFIGDIR")}
     server = ForkServer.serving(server_env, modules)
     try:

@@ -69,3 +69,32 @@ class replaced:
             else:
                 self.namespace[name] = old
         return False
+
+
+class _Student:
+    """`with student:` marks the lines of a test that run the student's code.
+
+    In a notebook's kernel it does nothing: the lines run where they are. When the autograder
+    grades, those lines run in the student's sandboxed process, with the test's values they use sent
+    there, and the names they assign come back to the test as data (arrays, tensors, numbers,
+    strings, lists, tuples, dicts); everything else the test does (reference values, assertions)
+    runs in a separate process that never runs the student's code. So a block assigns what the test
+    will check, and never holds an assertion or an expected value::
+
+        x = np.array([1.0, -2.0])
+        with student:
+            out = relu(x)
+        check_close(out, np.array([1.0, 0.0]), "relu(x)")
+    """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def __repr__(self):
+        return "student"
+
+
+student = _Student()
