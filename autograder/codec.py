@@ -90,6 +90,8 @@ def _default(value, strict=False):
             return msgpack.ExtType(_TORCH_DTYPE, _pack(str(value).removeprefix("torch.")))
         if isinstance(value, torch.Size):
             return msgpack.ExtType(_TUPLE, _pack(list(value)))
+    if kind is Remote:
+        return msgpack.ExtType(_REMOTE, _pack(str(value.kind)))
     name = getattr(kind, "__name__", "object")
     if strict:
         raise NotData(f"a {name} is not data")

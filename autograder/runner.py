@@ -79,10 +79,11 @@ def _error(exc):
 
 
 def _encoded(value):
+    """Data as data; anything else (a model, a dict holding a function) stays here, as a Remote."""
     try:
-        return codec.encode(value)
-    except Exception as exc:  # e.g. a dtype NumPy has no name for
-        return codec.encode(codec.Remote(f"{type(value).__name__} ({type(exc).__name__})"))
+        return codec.encode(value, strict=True)
+    except Exception:
+        return codec.encode(codec.Remote(type(value).__name__))
 
 
 class Namespace:
