@@ -48,19 +48,21 @@ def unzip(archive, target, tz):
 
 
 def submitted_at(sub, tz):
-    """When a submission was handed in: nbgrader's timestamp.txt beside it if there is one (a time
-    without a zone is read in `tz`), else the file's modification time."""
+    """(when, note): when a submission was handed in, in UTC: nbgrader's timestamp.txt beside it if
+    there is one (a time without a zone is read in `tz`), else the file's modification time; the note
+    says why a timestamp.txt was not used (a bad one is that student's problem, never the batch's)."""
     if sub.path is None:
-        return None
-    stamp = Path(sub.path).parent / "timestamp.txt"
+        return None, ""
+    stamp, note = Path(sub.path).parent / "timestamp.txt", ""
     if stamp.is_file():
         from dateutil import parser
         try:
-            when = parser.parse(stamp.read_text().strip())
-            return when if when.tzinfo else when.replace(tzinfo=tz)
-        except (ValueError, OverflowError):
-            pass
-    return datetime.fromtimestamp(Path(sub.path).stat().st_mtime, timezone.utc)
+            text = stamp.read_text(errors="replace").strip()[:100]
+            when = parser.parse(text)
+            return (when if when.tzinfo else when.replace(tzinfo=tz)).astimezone(timezone.utc), ""
+        except (ValueError, OverflowError, TypeError) as exc:
+            note = f"timestamp.txt unreadable ({type(exc).__name__}); used the notebook file's time"
+    return datetime.fromtimestamp(Path(sub.path).stat().st_mtime, timezone.utc), note
 
 
 def collect(root, assignments, explicit=False):

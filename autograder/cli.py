@@ -265,11 +265,11 @@ def cmd_grade(args):
         if client is not None:
             client.close()
     for sub, r in zip(subs, results):
-        when = batch.submitted_at(sub, tz)
+        when, note = batch.submitted_at(sub, tz)
         r["submitted_at"] = when.isoformat(timespec="seconds") if when else None
         r["late_minutes"] = None if due is None or when is None else max(0, int((when - due).total_seconds() // 60))
-        if r["late_minutes"]:
-            r["message"] = "; ".join(filter(None, [f"late by {r['late_minutes']} min", r["message"]]))
+        late = f"late by {r['late_minutes']} min" if r["late_minutes"] else ""
+        r["message"] = "; ".join(filter(None, [late, r["message"], note]))
     gradebook.record(results, out, due.astimezone(timezone.utc).replace(tzinfo=None) if due else None)
     report.write(results, out)
     batch.nbgrader_feedback(subs, results, out)  # for `nbgrader release_feedback` (exchange submissions only)
