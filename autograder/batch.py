@@ -151,7 +151,7 @@ def _graded_path(sub, out):
     return out / "autograded" / sub.student_id / sub.assignment / f"{sub.assignment}.ipynb"
 
 
-def _grade_one(sub, out, slots, hide, options):
+def _grade_one(sub, out, slots, options):
     digest = _digest(sub)
     old = _stored(sub, out, digest)
     if old is not None:
@@ -159,7 +159,7 @@ def _grade_one(sub, out, slots, hide, options):
     slot = slots.get()
     tic = time.perf_counter()
     try:
-        result = grade_notebook(sub.student_id, sub.assignment, sub.path, slot=slot, hide=hide,
+        result = grade_notebook(sub.student_id, sub.assignment, sub.path, slot=slot,
                                 save_to=_graded_path(sub, out), **options)
     except Exception as exc:
         result = _grader_failed(sub, f"the grader failed: {type(exc).__name__}: {exc}")
@@ -169,15 +169,14 @@ def _grade_one(sub, out, slots, hide, options):
     return _store(sub, out, result, digest)
 
 
-def grade_all(subs, out, workers=None, hide=(), progress=None, scheduler=None, client=None, **options):
+def grade_all(subs, out, workers=None, progress=None, scheduler=None, client=None, **options):
     """Grade every submission with `workers` in parallel, or on the Dask cluster at `scheduler`
     (through `client` when one is connected already); results in submission order.
     `progress(sub, result)` is called as each one is done."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    hide = [*hide, out, course.course_root()]
     if scheduler or client is not None:
-        return grade_on_cluster(subs, out, scheduler, hide=hide, progress=progress, client=client, **options)
+        return grade_on_cluster(subs, out, scheduler, progress=progress, client=client, **options)
     workers = workers or os.cpu_count() or 1
     claims = [sandbox.claim_slot() for _ in range(workers)]
     slots = queue.Queue()
@@ -185,7 +184,7 @@ def grade_all(subs, out, workers=None, hide=(), progress=None, scheduler=None, c
         slots.put(slot)
     try:
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(_grade_one, s, out, slots, hide, options): s for s in subs}
+            futures = {pool.submit(_grade_one, s, out, slots, options): s for s in subs}
             for future in as_completed(futures):
                 if progress:
                     progress(futures[future], future.result())
@@ -226,7 +225,7 @@ def _worker_slot():
     return _thread.slot
 
 
-def grade_task(student, assignment, name, data, source_bytes, hide, options):
+def grade_task(student, assignment, name, data, source_bytes, options):
     """Runs on a Dask worker: grade one submission (its file's bytes, None when missing) against
     the source notebook's bytes, in this worker's sandbox, with the coordinator's limits.
     Returns (result, graded notebook text or None)."""
@@ -242,7 +241,7 @@ def grade_task(student, assignment, name, data, source_bytes, hide, options):
             path.write_bytes(data)
         save_to = Path(tmp) / "graded" / name
         tic = time.perf_counter()
-        result = grade_notebook(student, assignment, path, slot=slot, hide=[*hide, tmp], source_nb=source_nb,
+        result = grade_notebook(student, assignment, path, slot=slot, source_nb=source_nb,
                                 save_to=save_to, **options)
         result["wall_seconds"] = round(time.perf_counter() - tic, 3)
         graded = save_to.read_text(encoding="utf-8") if save_to.is_file() else None
@@ -271,7 +270,7 @@ def cluster_isolation(client):
     return counts
 
 
-def grade_on_cluster(subs, out, scheduler, hide=(), progress=None, client=None, **options):
+def grade_on_cluster(subs, out, scheduler, progress=None, client=None, **options):
     """Grade on the Dask cluster at `scheduler` (an address, or pass a connected `client`).
 
     Only submissions without a stored result for their digest are sent, so a re-run after an
@@ -301,7 +300,7 @@ def grade_on_cluster(subs, out, scheduler, hide=(), progress=None, client=None, 
             data = Path(sub.path).read_bytes() if sub.path is not None and Path(sub.path).is_file() else None
             name = Path(sub.path).name if sub.path is not None else course.source_notebook(sub.assignment).name
             future = client.submit(grade_task, sub.student_id, sub.assignment, name, data, sources[sub.assignment],
-                                   [str(p) for p in hide], options, key=f"grade-{sub.key}-{uuid.uuid4().hex[:8]}",
+                                   options, key=f"grade-{sub.key}-{uuid.uuid4().hex[:8]}",
                                    pure=False, retries=TASK_RETRIES)
             futures[future] = (sub, digest)
         for future in as_completed(list(futures), loop=client.loop):

@@ -1,5 +1,6 @@
 """`autograder`: the instructor's commands (release, validate, grade, check, mutants, demo)."""
 import argparse
+import copy
 import os
 import shutil
 import sys
@@ -110,12 +111,33 @@ def cmd_release(args):
     print(f"student bundle ready: {release} (hand out this folder, or a zip of it)")
 
 
+# A bare release whose first cell takes the runner over: every `with student:` block "succeeds" and
+# hands back the same forged value for every name the test asks for. No test may pass.
+FORGED = {"empty": "[]", "zeros": "0.0", "none": "None", "true": "True", "dict": "{}",
+          "echo": "next((v for v in _c.decode(request['inputs'], imports=True).values() if hasattr(v, 'shape')), 0.0)"}
+TAKEOVER = """import sys
+_r, _c = sys.modules["autograder.runner"], sys.modules["autograder.codec"]
+_run = _r.run
+def _forged(request, namespace):
+    if "block" not in request:
+        return _run(request, namespace)
+    return {{"index": request["index"], "error": None, "inputs": {{}},
+            "values": {{name: _c.encode({value}) for name in request["outputs"]}}}}
+_r.run = _forged
+"""
+
+
 def _samples(assignment, mutant_files=()):
-    """Sample submissions made from the source: the reference, the bare release, and mutants."""
+    """Sample submissions made from the source: the reference, the bare release, the bare release
+    with the runner taken over (FORGED), and mutants."""
     source_nb = notebooks.read(course.source_notebook(assignment))
     release_nb = notebooks.student_version(source_nb)
     reference = notebooks.answers(source_nb)
     samples = {"reference": notebooks.fill(release_nb, reference), "bare": release_nb}
+    for kind, value in FORGED.items():
+        forged = copy.deepcopy(release_nb)
+        forged.cells.insert(0, nbformat.v4.new_code_cell(TAKEOVER.format(value=value)))
+        samples[f"forged_{kind}"] = forged
     for path in mutant_files:
         gid = path.stem.split("__")[0]
         if gid not in reference:
@@ -154,10 +176,17 @@ def _release_checks(results):
         if r["student_id"] == "reference" and (r["status"] != "graded" or r["score"] != r["max_score"]):
             bad = [f"{t['test']}: {t['error']}" for t in r["tests"] if t["score"] < t["max_score"]]
             failures.append(f"{r['assignment']}: the source does not pass its own tests ({r['status']}): {bad}")
+        if r["student_id"] == "reference" and r.get("cell_errors"):
+            failures.append(f"{r['assignment']}: cells of the source fail in grading: {r['cell_errors']}")
         if r["student_id"] == "bare":
             passing = [t["test"] for t in r["tests"] if t["score"] > 0]
             if passing or r["status"] != "graded":
                 failures.append(f"{r['assignment']}: the release passes {passing} ({r['status']})")
+        if r["student_id"].startswith("forged_"):
+            passing = [t["test"] for t in r["tests"] if t["score"] > 0]
+            if passing:
+                failures.append(f"{r['assignment']}: the release with a runner that forges replies "
+                                f"({r['student_id']}) passes {passing}")
     return failures
 
 
@@ -175,7 +204,7 @@ def _grade_samples(args, with_mutants):
         subs, _ = batch.collect(Path(tmp) / "in", assignments)
         progress = Progress(len(subs), "sample")
         try:
-            return batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, hide=[tmp],
+            return batch.grade_all(subs, Path(tmp) / "out", workers=args.workers,
                                    progress=progress), failures
         finally:
             progress.close()
@@ -257,7 +286,7 @@ def cmd_grade(args):
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress(len(subs), log=out / "grading.log")
     try:
-        results = batch.grade_all(subs, out, workers=args.workers, hide=[src], scheduler=args.scheduler,
+        results = batch.grade_all(subs, out, workers=args.workers, scheduler=args.scheduler,
                                   client=client, cell_timeout=args.cell_timeout, submission_timeout=args.timeout,
                                   memory_mb=args.memory, progress=progress)
     finally:

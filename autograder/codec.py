@@ -10,7 +10,7 @@ import msgpack
 import numpy as np
 
 LIMIT = 256 * 2**20  # bytes in one message
-_TUPLE, _ARRAY, _SCALAR, _TENSOR, _REMOTE, _COMPLEX, _SET, _TORCH_DTYPE, _NP_DTYPE = range(1, 10)
+_TUPLE, _ARRAY, _SCALAR, _TENSOR, _REMOTE, _COMPLEX, _SET, _TORCH_DTYPE, _NP_DTYPE, _IMPORT = range(1, 11)
 DTYPES = {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
           "float32", "float64", "complex64", "complex128"}
 
@@ -29,6 +29,41 @@ class Remote:
 
     def __repr__(self):
         return f"<{self.kind} in the student's process>"
+
+
+class Import:
+    """A module, or a class or function of an installed library, sent by name: the runner imports it.
+    Only the judge sends these; the judge refuses them in what the runner sends back."""
+
+    __slots__ = ("module", "qualname")
+
+    def __init__(self, module, qualname=""):
+        self.module, self.qualname = module, qualname
+
+    @classmethod
+    def of(cls, value):
+        """An Import for a module or for a library's class or function, or None."""
+        import importlib
+        import types
+        if isinstance(value, types.ModuleType):
+            return cls(value.__name__)
+        module, qualname = getattr(value, "__module__", None), getattr(value, "__qualname__", None)
+        if not isinstance(module, str) or not isinstance(qualname, str) or "<" in qualname:
+            return None
+        try:
+            found = importlib.import_module(module)
+            for part in qualname.split("."):
+                found = getattr(found, part)
+        except Exception:
+            return None
+        return cls(module, qualname) if found is value else None
+
+    def load(self):
+        import importlib
+        found = importlib.import_module(self.module)
+        for part in filter(None, self.qualname.split(".")):
+            found = getattr(found, part)
+        return found
 
 
 def _torch():
@@ -50,10 +85,9 @@ def _strict(value):
 
 
 def _array(array):
-    array = np.ascontiguousarray(array)
     if array.dtype.name not in DTYPES:
-        raise TypeError(f"arrays of dtype {array.dtype} are not data")
-    return [array.dtype.name, list(array.shape), array.tobytes()]
+        raise NotData(f"arrays of dtype {array.dtype} are not data")
+    return [array.dtype.name, list(array.shape), array.tobytes(order="C")]
 
 
 def _default(value, strict=False):
@@ -90,6 +124,8 @@ def _default(value, strict=False):
             return msgpack.ExtType(_TORCH_DTYPE, _pack(str(value).removeprefix("torch.")))
         if isinstance(value, torch.Size):
             return msgpack.ExtType(_TUPLE, _pack(list(value)))
+    if kind is Import:
+        return msgpack.ExtType(_IMPORT, _pack([value.module, value.qualname]))
     if kind is Remote:
         return msgpack.ExtType(_REMOTE, _pack(str(value.kind)))
     name = getattr(kind, "__name__", "object")
@@ -139,6 +175,11 @@ def _ext(code, data):
         if not isinstance(dtype, torch.dtype):
             raise ValueError(f"unknown torch dtype {name!r}")
         return dtype
+    if code == _IMPORT:
+        if not _imports:
+            raise ValueError("an import where only data may be")
+        module, qualname = _unpack(data)
+        return Import(str(module), str(qualname)).load()
     if code == _REMOTE:
         name = _unpack(data)
         return Remote(name if isinstance(name, str) else "object")
@@ -175,15 +216,23 @@ def _unpack(data):
     return msgpack.unpackb(data, ext_hook=_ext, raw=False, strict_map_key=False, use_list=True)
 
 
-def decode(data):
-    """The value in bytes from `encode` (raises ValueError on anything malformed)."""
+_imports = False
+
+
+def decode(data, imports=False):
+    """The value in bytes from `encode` (raises ValueError on anything malformed). With `imports`
+    (the runner, decoding what the judge sent), Import markers are imported."""
+    global _imports
     if not isinstance(data, (bytes, bytearray)) or len(data) > LIMIT:
         raise ValueError("not a message")
+    _imports = imports
     try:
         return _unpack(data)
     except (ValueError, TypeError, KeyError, IndexError, msgpack.ExtraData, msgpack.FormatError,
             msgpack.StackError, RecursionError, OverflowError) as exc:
         raise ValueError(f"malformed data: {type(exc).__name__}") from None
+    finally:
+        _imports = False
 
 
 def frames(fd):

@@ -48,7 +48,7 @@ class CellTimeout(Exception):
 
 
 class RunnerDied(Exception):
-    pass
+    """The runner (or the judge) is gone, or said something that is not a reply."""
 
 
 @functools.lru_cache(maxsize=4096)  # the source's cells are the same in every submission
@@ -64,6 +64,12 @@ def _transform(source):
 def _backstop(limit):
     """Wall-clock seconds after which a cell is stopped whatever its CPU time (it may be asleep)."""
     return 3 * limit + 30
+
+
+def _env(home):
+    """The environment of a runner or a judge (the same but for HOME: they share one fork server)."""
+    return {**GRADING_ENV, "HOME": home, "MPLCONFIGDIR": f"{home}/.mpl",
+            "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
 
 
 class Pipe:
@@ -130,8 +136,8 @@ class Session:
 
     STARTUP_TIMEOUT = 600  # wall seconds for a runner to start on a loaded machine
 
-    def __init__(self, slot, hide, memory_mb, modules=()):
-        self.slot, self.hide, self.memory_mb, self.modules = slot, list(hide), memory_mb, list(modules)
+    def __init__(self, slot, memory_mb, modules=()):
+        self.slot, self.memory_mb, self.modules = slot, memory_mb, list(modules)
         self.proc = self.pipe = self.pid = None
 
     def start(self):
@@ -139,10 +145,7 @@ class Session:
         expose = [venv, course.course_utils_dir()]
         # in the sandbox /tmp is a private tmpfs; without it, a temporary folder removed in stop()
         self.scratch = None if sandbox.isolation() == "namespaces" else tempfile.mkdtemp(prefix="grade-")
-        home = self.scratch or "/tmp/work"
-        env = {**GRADING_ENV, "HOME": home, "MPLCONFIGDIR": f"{home}/.mpl",
-               "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
-        self.proc = sandbox.start(slot=self.slot, env=env, hide=self.hide, expose=expose, memory_mb=self.memory_mb,
+        self.proc = sandbox.start(slot=self.slot, env=_env(self.scratch or "/tmp/work"), expose=expose, memory_mb=self.memory_mb,
                                   modules=self.modules)
         self.pid = None
         self.pipe = Pipe(self.proc.fd, self._cpu)
@@ -150,8 +153,9 @@ class Session:
         if not first.startswith(b"pid "):
             raise RunnerDied()
         self.pid = self.proc.pid = int(first[4:])
-        if _data(self.pipe.frame(self.STARTUP_TIMEOUT)).get("ready") is not True:
-            raise RunnerDied()
+        ready = _data(self.pipe.frame(self.STARTUP_TIMEOUT))
+        if ready.get("ready") is not True:
+            raise RunnerDied(str(ready.get("startup_error", "the runner did not start"))[:500])
 
     def _cpu(self):
         try:
@@ -206,8 +210,7 @@ class JudgeProcess:
         self.modules, self.proc = modules, None
 
     def start(self):
-        env = {**GRADING_ENV, "HOME": tempfile.gettempdir(), "MPLCONFIGDIR": tempfile.gettempdir()}
-        self.proc = sandbox.start_judge(env=env, modules=self.modules)
+        self.proc = sandbox.start_judge(env=_env(tempfile.gettempdir()), modules=self.modules)
         self.pipe = Pipe(self.proc.fd)
         first = self.pipe.line(wall_limit=Session.STARTUP_TIMEOUT)
         if not first.startswith(b"pid "):
@@ -304,7 +307,7 @@ def _result(student, assignment, status, message, tests=(), notes=(), source_tes
             "tests": tests, "notes": list(notes)}
 
 
-def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEFAULT_CELL_TIMEOUT,
+def grade_notebook(student, assignment, path, *, slot, cell_timeout=DEFAULT_CELL_TIMEOUT,
                    submission_timeout=DEFAULT_SUBMISSION_TIMEOUT, memory_mb=4096, visible_only=False,
                    source_nb=None, save_to=None):
     """Grade one submitted notebook file; returns the result dict (never raises for a bad submission).
@@ -336,11 +339,12 @@ def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEF
     graded, notes, edited = notebooks.assemble(source_nb, submitted)
     plan = _plan(graded, source_nb)
     events, faults, done, exec_seconds, cpu_used, output_left = [], [], [], 0.0, 0.0, SUBMISSION_OUTPUT_LIMIT
+    cell_errors = []  # cells other than tests that raised: none may, in the reference
     modules = sorted(imported_modules(source_nb) | (set() if visible_only else _course_modules(course.course_root())))
     names = sorted(judge.student_names(tuple(notebooks.answers(source_nb).values())))
     read_only = [(i, _transform(c.source)) for i, c in enumerate(source_nb.cells)
                  if c.cell_type == "code" and notebooks.is_fixed(c) and not notebooks.is_test(c)]
-    session, judge_process = Session(slot, hide, memory_mb, modules), JudgeProcess(modules)
+    session, judge_process = Session(slot, memory_mb, modules), JudgeProcess(modules)
     wall_deadline = time.monotonic() + _backstop(submission_timeout)
 
     def restart():
@@ -368,16 +372,22 @@ def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEF
                        if len(kept) < len(text) else "")
 
     try:
-        try:
-            session.start()
-            judge_process.start()
-            judge_process.send({"op": "setup", "cells": read_only})
-            ready = judge_process.receive()
-            faults += [f"the judge's {e}" for e in ready.get("errors", [])]
-        except (CellTimeout, RunnerDied):
-            session.stop()
-            return _result(student, assignment, "crashed", "the grading processes could not start; try again",
-                            source_tests=source_tests)
+        for attempt in range(3):  # a start that fails is the grader's problem: try again before giving up
+            try:
+                session.start()
+                judge_process.start()
+                judge_process.send({"op": "setup", "cells": read_only})
+                ready = judge_process.receive()
+                faults += [f"the judge's {e}" for e in ready.get("errors", [])]
+                break
+            except (CellTimeout, RunnerDied) as exc:
+                session.stop()
+                judge_process.stop()
+                if attempt == 2:
+                    return _result(student, assignment, "grader_error",
+                                   f"the grading processes could not start ({exc or type(exc).__name__}); "
+                                   "grade again", source_tests=source_tests)
+                time.sleep(1 + attempt)
         for index, cell, kind in plan:
             left = min(submission_timeout - cpu_used, wall_deadline - time.monotonic())
             name = notebooks.grade_id(cell) or f"cell {index + 1}"
@@ -422,6 +432,7 @@ def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEF
             if error:
                 cell.outputs.append(new_output("error", ename=str(error.get("ename"))[:200],
                                                evalue=str(error.get("evalue"))[:2000], traceback=[]))
+                cell_errors.append(f"{name}: {error.get('ename')}: {error.get('evalue')}"[:300])
             done.append((index, cell))
     except (CellTimeout, RunnerDied):  # the judge failed: the grader's fault, not the student's
         faults.append("the judge process failed")
@@ -459,6 +470,7 @@ def grade_notebook(student, assignment, path, *, slot, hide=(), cell_timeout=DEF
     status = next((kind for kind, hit in [("grader_error", faults), ("crashed", found["crashed"]),
                                           ("timeout", found["timeout"]), ("tampered", edited)] if hit), "graded")
     result = _result(student, assignment, status, "; ".join(problems + list(notes)), tests, notes)
+    result["cell_errors"] = cell_errors
     result["exec_seconds"] = round(exec_seconds, 3)  # the runner's own time, for benchmarks
     result["cpu_seconds"] = round(cpu_used, 3)
     return result
@@ -482,7 +494,7 @@ def _run_test(session, judge_process, index, cell, names, limit, failed, keep):
         if left <= 0:
             judge_process.send({"op": "failed", "why": f"the test's {int(limit)} s of CPU time were used up"})
             continue
-        request = {"index": index, "test": index, "block": message["block"], "name": f"<cell-{index}>",
+        request = {"index": index, "test": index, "block": message["block"], "name": f"<test-{index}>",
                    "inputs": message["inputs"], "outputs": message["outputs"]}
         start = time.monotonic()
         try:

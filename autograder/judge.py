@@ -20,6 +20,7 @@ import builtins
 import contextlib
 import functools
 import io
+import symtable
 import types
 
 import msgpack
@@ -62,11 +63,13 @@ def _is_block(node):
 
 def _names(nodes):
     """(loaded, stored) names of statements; stored ones only at their own scope's level."""
-    loaded, stored = set(), set()
+    loaded, stored, arguments = set(), set(), set()
 
     def visit(node, top):
         if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
             loaded.add(node.target.id)  # x += 1 reads x too
+        if isinstance(node, ast.arg):
+            arguments.add(node.arg)
         if isinstance(node, ast.Name):
             (stored if isinstance(node.ctx, (ast.Store, ast.Del)) and top else loaded).add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -86,7 +89,33 @@ def _names(nodes):
 
     for node in nodes:
         visit(node, True)
-    return loaded, stored
+    return loaded, stored, arguments
+
+
+def _free_names(body):
+    """Names a block may read from the test: every name a statement reads that an earlier
+    statement of the block did not assign unconditionally (Python's own scoping, by symtable: the
+    parameters and locals of a function or lambda the block defines are not the test's)."""
+    free, assigned = set(), set()
+    for statement in body:
+        function = ast.FunctionDef(name="__block__", args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
+                                                                         kw_defaults=[], defaults=[]),
+                                   body=[statement], decorator_list=[], returns=None)
+        module = ast.fix_missing_locations(ast.Module(body=[function], type_ignores=[]))
+        table = symtable.symtable(ast.unparse(module), "<block>", "exec").get_children()[0]
+        reads = {s.get_name() for s in table.get_symbols() if s.is_referenced()}
+        nested = list(table.get_children())
+        while nested:
+            current = nested.pop()
+            reads.update(s.get_name() for s in current.get_symbols() if s.is_global() and s.is_referenced())
+            nested.extend(current.get_children())
+        if isinstance(statement, ast.AugAssign) and isinstance(statement.target, ast.Name):
+            reads.add(statement.target.id)  # x += 1 reads x
+        free |= reads - assigned
+        if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Import, ast.ImportFrom,
+                                  ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            assigned |= _names([statement])[1]
+    return free
 
 
 def _block_source(lines, block):
@@ -123,8 +152,8 @@ class Split:
         lines = source.splitlines()
         self.blocks = []
         judge = _Splitter(self, lines).visit(tree)
-        loaded, stored = _names(judge.body)
-        used = sorted((loaded - stored) & set(student_names))
+        loaded, stored, arguments = _names(judge.body)
+        used = sorted((loaded - stored - arguments) & set(student_names))
         if used:
             raise TestError(f"{name} uses {', '.join(used)} outside `with student:` (the judge never runs "
                             "the student's code)")
@@ -142,7 +171,7 @@ class _Splitter(ast.NodeTransformer):
     def visit_With(self, node):
         if not _is_block(node):
             return self.generic_visit(node)
-        loaded, stored = _names(node.body)
+        _, stored, _ = _names(node.body)
         for inner in ast.walk(ast.Module(body=node.body, type_ignores=[])):
             if isinstance(inner, ast.Assert) or (isinstance(inner, ast.Call) and isinstance(inner.func, ast.Name)
                                                  and inner.func.id.startswith("check_")):
@@ -150,7 +179,7 @@ class _Splitter(ast.NodeTransformer):
                                 "student's process and must not check anything; assign what the test checks")
         number = len(self.split.blocks)
         self.split.blocks.append({
-            "block": _block_source(self.lines, node), "inputs": sorted(loaded), "outputs": sorted(stored),
+            "block": _block_source(self.lines, node), "inputs": sorted(_free_names(node.body)), "outputs": sorted(stored),
             "hidden": node.lineno in self.split.hidden, "line": node.lineno})
         result = f"__student_block_{number}__"
         code = [f"{result} = __student__({number}, locals())"]
@@ -182,38 +211,61 @@ def student_names(answer_sources):
     return frozenset(names)
 
 
-def _sendable(name, value):
-    """The codec bytes of a test value a block reads, or None for what the runner has itself."""
-    if isinstance(value, (codec.Remote, types.ModuleType, type)) or value is builtins:
-        return None
-    if callable(value) and not hasattr(value, "shape"):
-        code = getattr(value, "__code__", None)
-        if code is not None and code.co_filename.startswith("<test-"):
-            raise TestError(f"`{name}` is a function of the test: define it inside `with student:` to use it there")
-        return None
-    try:
-        return codec.encode(value, strict=True)
-    except codec.NotData as exc:
-        raise TestError(f"`{name}` cannot be sent to the student's process ({exc}): build it inside "
-                        "`with student:`") from None
-
-
 def _copy_back(original, value):
-    """An array or tensor a block was given, changed as the block changed it."""
+    """Make a value a block was given (an array, a tensor, or a list, tuple, dict or set holding
+    them) what the block left it, in place, as if the block had run here."""
     import numpy as np
-    try:
-        import torch
-    except ImportError:
-        torch = None
+    import torch
     if isinstance(original, np.ndarray) and isinstance(value, np.ndarray):
-        if original.shape == value.shape and original.flags.writeable and not np.array_equal(original, value, equal_nan=value.dtype.kind in "fc"):
-            np.copyto(original, value, casting="unsafe")
-    elif torch is not None and isinstance(original, torch.Tensor) and isinstance(value, torch.Tensor):
-        if original.shape == value.shape and not torch.equal(original.detach(), value.detach().to(original.dtype)):
+        if _fits(original, value) and original.flags.writeable and not np.array_equal(
+                original, value, equal_nan=value.dtype.kind in "fc"):
+            np.copyto(original, value)
+    elif isinstance(original, torch.Tensor) and isinstance(value, torch.Tensor):
+        if _fits(original, value) and not torch.equal(original.detach(), value.detach()):
             with torch.no_grad():
                 original.copy_(value)
         if original.is_leaf and original.requires_grad and value.grad is not None and value.grad.shape == original.shape:
             original.grad = value.grad.to(original.dtype)
+    elif isinstance(original, tuple) and isinstance(value, tuple) and len(original) == len(value):
+        for old, new in zip(original, value):  # a tuple cannot change, what it holds can
+            _copy_back(old, new)
+    elif isinstance(original, list) and isinstance(value, list):
+        if len(original) != len(value):
+            original[:] = value
+        for i, (old, new) in enumerate(zip(original, value)):
+            if not _kept(old, new):
+                original[i] = new
+    elif isinstance(original, dict) and isinstance(value, dict):
+        for key in [k for k in original if k not in value]:
+            del original[key]
+        for key, new in value.items():
+            if key not in original or not _kept(original[key], new):
+                original[key] = new
+    elif isinstance(original, set) and isinstance(value, set) and original != value:
+        original.clear()
+        original.update(value)
+
+
+def _fits(original, value):
+    return original.shape == value.shape and original.dtype == value.dtype
+
+
+def _kept(old, new):
+    """True when `old` stays (brought up to date in place) as what a container now holds."""
+    import numpy as np
+    import torch
+    if isinstance(old, (np.ndarray, torch.Tensor)):
+        if type(old) is type(new) and _fits(old, new):
+            _copy_back(old, new)
+            return True
+        return False
+    if isinstance(old, (list, dict, set, tuple)) and type(old) is type(new):
+        _copy_back(old, new)
+        return not isinstance(old, tuple) or all(_kept(o, n) for o, n in zip(old, new)) and len(old) == len(new)
+    try:
+        return type(old) is type(new) and bool(old == new)
+    except Exception:
+        return False
 
 
 class Judge:
@@ -238,20 +290,41 @@ class Judge:
                     exec(compile(source, f"<read-only-{index}>", "exec"), self.namespace)
             except BaseException as exc:
                 errors.append(f"read-only cell {index + 1}: {type(exc).__name__}: {exc}"[:400])
+        # a list the runner hands back cannot shorten a loop of checks over zip(...) unnoticed
+        self.namespace["zip"] = functools.partial(zip, strict=True)
+        self.read_only = dict(self.namespace)
         return errors
+
+    def sendable(self, name, value):
+        """What the runner gets for a test's value a block reads: the value itself when it is data,
+        an Import of a module or a library's class or function, or _MISSING when the runner has this
+        very object from the same read-only cell. Anything else is the test's mistake."""
+        try:
+            codec.encode(value, strict=True)
+            return value
+        except codec.NotData:
+            pass
+        if self.read_only.get(name, _MISSING) is value:
+            return _MISSING
+        if getattr(value, "__module__", None) != self.namespace["__name__"]:
+            reference = codec.Import.of(value)
+            if reference is not None:
+                return reference
+        raise TestError(f"`{name}` ({type(value).__name__}) cannot be sent to the student's process: "
+                        "define or build it inside `with student:`")
 
     def block(self, test, split, number, scope):
         spec = split.blocks[number]
-        inputs, given = {}, {}
+        inputs, given = {}, {}  # the test's objects, and what is sent for them
         for name in spec["inputs"]:
             value = scope[name] if name in scope else self.namespace.get(name, _MISSING)
-            if value is _MISSING:
-                continue
-            data = _sendable(name, value)
-            if data is not None:
-                inputs[name], given[name] = value, data
+            if value is _MISSING or isinstance(value, codec.Remote):
+                continue  # a builtin, a student's name, or what an earlier block left in the runner
+            sent = self.sendable(name, value)
+            if sent is not _MISSING:
+                inputs[name], given[name] = value, sent
         self.send({"op": "block", "test": test, "block": spec["block"], "name": split.filename,
-                   "inputs": codec.encode(inputs, strict=True), "outputs": spec["outputs"], "hidden": spec["hidden"]})
+                   "inputs": codec.encode(given, strict=True), "outputs": spec["outputs"], "hidden": spec["hidden"]})
         message = self.receive()
         if message.get("op") != "reply":
             raise BlockFailed(message.get("why", "the student's process failed"))

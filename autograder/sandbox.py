@@ -1,19 +1,26 @@
-"""Start autograder/runner.py for one submission, as isolated as this machine allows, without paying
-Python's and torch's imports for every submission.
+"""Start the processes of one submission's grading without paying Python's and torch's imports for
+each: its runner (autograder/runner.py, student code, sandboxed) and its judge (autograder/judge.py,
+trusted, never runs student code).
 
 A grading process has one fork server (per environment and set of modules): a process that imports
-the runner and everything tests rely on (torch, numpy, course_utils, matplotlib) once, runs no
-student code, and forks one runner per submission for every worker slot (torch starts no thread pool
-before the fork: nothing in it computes). The forked child, still root:
+the runner, the judge and everything tests rely on (torch, numpy, course_utils, matplotlib) once,
+runs no student code, and forks a runner and a judge per submission for every worker slot (torch
+starts no thread pool before the fork: nothing in it computes). The judge is forked as it is. The
+runner's forked child, still root:
 
-- as root with util-linux-style namespaces available (the grading machines here and in CI):
-  enters private mount, PID and network namespaces, forks the runner as the PID namespace's first
-  process, mounts tmpfs over the course folder (solutions, hidden tests, mutants), the submissions
-  and output folders (other students, the gradebook), /root, /home, /tmp, /var/tmp and /dev/shm with
-  only the Python installation, the virtual environment and course_utils mounted back, a fresh
-  /proc, then becomes an unprivileged user of its own per worker slot under rlimits on memory,
-  processes, file size and CPU time. No network at all: the new namespace has only a loopback that
-  is down. When the runner is killed, the PID namespace takes every process it started with it.
+- as root with Linux namespaces available (the grading machines here and in CI): enters new mount,
+  PID, network, IPC and UTS namespaces, forks the runner as the PID namespace's first process, and
+  builds it a root file system from an allow-list (`_allowed`): /usr and the library folders, the
+  Python installation and the virtual environment (at the paths Python was started by and at their
+  resolved paths) and course_utils, all read-only; a private /tmp and /dev/shm, a /dev with null,
+  zero, full, random and urandom, and a fresh /proc. It pivots into it and drops the host's root,
+  so nothing else of the host exists there: no course folder, no other submission, no gradebook, no
+  home folders, no world-writable host folder (/run/lock, /var/tmp). Then it becomes an
+  unprivileged user of its own per worker slot under rlimits on memory, processes, file size and CPU
+  time. No network (a loopback that is down), no System V IPC shared with the host or with other
+  submissions. When the runner is killed, the PID namespace takes every process it started with it.
+  This is done in-process, not with bubblewrap: bwrap starts a new program, which would import
+  Python and torch again for every submission (the fork server exists to avoid that).
 - without root (a laptop running `autograder check`), or with AUTOGRADER_ISOLATION=rlimits: a new
   session with the rlimits only; `isolation()` says so, and `grade` warns.
 
@@ -35,9 +42,11 @@ import threading
 from pathlib import Path
 
 SLOTS = 256  # sandbox slots per host: Unix uids uid_base() ... uid_base() + 255, none with an account
-MS_BIND, MS_REC, MS_PRIVATE, MS_NOSUID, MS_NODEV, MS_NOEXEC = 4096, 16384, 1 << 18, 2, 4, 8
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
-HIDE_ALWAYS = ["/root", "/home", "/tmp", "/var/tmp", "/dev/shm"]
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 8, 32, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x20000, 0x4000000, 0x8000000, 0x20000000, 0x40000000
+NAMESPACES = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID | CLONE_NEWNET
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
 _probe = None
 
 
@@ -52,23 +61,27 @@ def isolation():
         elif sys.platform != "linux":
             _probe = "rlimits only (namespaces need Linux)"
         else:
-            probe = subprocess.run([sys.executable, "-S", "-c", _PROBE], capture_output=True, text=True)
+            probe = subprocess.run([sys.executable, "-P", "-c", "from autograder import sandbox; sandbox.probe()"],
+                                   capture_output=True, text=True)
             _probe = "namespaces" if probe.returncode == 0 else \
                 f"rlimits only (unshare failed: {probe.stderr.strip()[-120:]})"
     return _probe
 
 
-_PROBE = """
-import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-if libc.unshare(0x00020000 | 0x20000000 | 0x40000000) != 0:
-    raise SystemExit(os.strerror(ctypes.get_errno()))
-pid = os.fork()
-if pid == 0:
-    os._exit(0 if libc.mount(b"proc", b"/proc", b"proc", 0, None) == 0 or os.getpid() == 1 else 1)
-_, status = os.waitpid(pid, 0)
-raise SystemExit(os.waitstatus_to_exitcode(status))
-"""
+def probe():
+    """Exit 0 when the sandbox can be built here: namespaces, the allow-listed root, /proc."""
+    if _libc().unshare(NAMESPACES) != 0:
+        raise SystemExit(os.strerror(ctypes.get_errno()))
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _enter({"expose": []})
+            os._exit(0)
+        except BaseException as exc:
+            print(exc, file=sys.stderr)
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    raise SystemExit(os.waitstatus_to_exitcode(status))
 
 
 def uid_base():
@@ -116,26 +129,64 @@ def _mount(source, target, fstype, flags, data):
         raise OSError(errno, f"mount {source} -> {target}: {os.strerror(errno)}")
 
 
-def _hide(spec):
-    """Inside the new mount namespace, still root: hide, mount back, fresh /proc."""
+def _allowed(spec):
+    """(source, targets) of what the runner sees of the host, read-only: the system's libraries and
+    programs, the Python installation and the virtual environment at the paths Python was started
+    by and at their resolved paths (a symlinked environment works), course_utils, and a few files of
+    /etc. Nothing else of the host is there."""
+    paths = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/ld.so.cache", "/etc/localtime",
+             sys.prefix, sys.base_prefix, *spec["expose"]]
+    allowed = {}
+    for path in paths:
+        if os.path.lexists(path):
+            real = os.path.realpath(path)
+            if os.path.exists(real):
+                allowed.setdefault(real, set()).update({real, os.path.abspath(path)})
+    return allowed
+
+
+def _enter(spec):
+    """Inside the new mount namespace, still root: a new root file system that holds only what
+    `_allowed` lists (read-only), a private /tmp, a minimal /dev, and this PID namespace's /proc."""
     _mount("none", "/", None, MS_REC | MS_PRIVATE, None)
-    keep = {}
-    for path in spec["expose"] + [sys.base_prefix]:
-        path = os.path.realpath(path)
-        if os.path.exists(path):
-            keep[path] = os.open(path, os.O_PATH)  # a handle that survives the tmpfs mounted over it
-    hidden = []
-    for path in sorted({os.path.realpath(p) for p in spec["hide"] if os.path.isdir(p)}, key=len):
-        if any(path == h or path.startswith(h + "/") for h in hidden):
-            continue  # already under a hidden folder
-        _mount("tmpfs", path, "tmpfs", 0, "mode=755,size=512m")
-        hidden.append(path)
-    for path, fd in sorted(keep.items()):
-        if any(path == h or path.startswith(h + "/") for h in hidden):
-            os.makedirs(path, exist_ok=True)
-            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC, None)
+    # handles (and kinds) taken now: they survive the tmpfs mounted over /tmp below
+    handles = {source: (os.open(source, os.O_PATH), targets, os.path.isdir(source))
+               for source, targets in _allowed(spec).items()}
+    root = "/tmp"  # a fresh tmpfs mounted here (in this namespace only) becomes the root
+    _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=16m")
+    for folder, options in [("/tmp", "mode=1777,size=512m"), ("/dev", "mode=755,size=1m"),
+                            ("/dev/shm", "mode=1777,size=64m")]:
+        os.makedirs(root + folder, exist_ok=True)
+        _mount("tmpfs", root + folder, "tmpfs", MS_NOSUID | MS_NODEV, options)
+    for device in ("null", "zero", "full", "random", "urandom"):
+        open(f"{root}/dev/{device}", "w").close()
+        _mount(f"/dev/{device}", f"{root}/dev/{device}", None, MS_BIND, None)
+    for name, target in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")]:
+        os.symlink(target, f"{root}/dev/{name}")
+    binds = sorted((target, fd, is_dir) for source, (fd, targets, is_dir) in handles.items() for target in targets
+                   if not (target == source and any(source.startswith(other + "/") for other in handles)))
+    for target, fd, is_dir in binds:
+        if os.path.lexists(root + target) and not os.path.isdir(root + target) and is_dir:
+            continue
+        os.makedirs(root + target if is_dir else os.path.dirname(root + target), exist_ok=True)
+        if not is_dir:
+            open(root + target, "a").close()
+        _mount(f"/proc/self/fd/{fd}", root + target, None, MS_BIND | MS_REC, None)
+        _mount("none", root + target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+    for fd, _, _ in handles.values():
         os.close(fd)
+    os.makedirs(f"{root}/proc", exist_ok=True)
+    os.chdir(root)
+    if _libc().syscall(SYS_PIVOT_ROOT, b".", b".") != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"pivot_root: {os.strerror(errno)}")
+    if _libc().umount2(b".", MNT_DETACH) != 0:  # the host's root, stacked under the new one: gone
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"umount: {os.strerror(errno)}")
+    os.chdir("/")
     _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)  # this PID namespace's
+    _mount("none", "/", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
 
 
 def _become_runner(spec, requests, replies, runner):
@@ -143,7 +194,7 @@ def _become_runner(spec, requests, replies, runner):
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     home = spec["env"]["HOME"]
     if spec["namespaces"]:
-        _hide(spec)
+        _enter(spec)
         uid = spec["uid"]
         os.makedirs(home, exist_ok=True)
         os.chmod("/tmp", 0o1777)
@@ -164,6 +215,15 @@ def _become_runner(spec, requests, replies, runner):
     os._exit(0)
 
 
+def _startup_error(fd, exc):
+    import msgpack
+    from autograder import codec
+    try:
+        codec.send(fd, msgpack.packb({"startup_error": f"{type(exc).__name__}: {exc}"[:500]}))
+    except OSError:
+        pass
+
+
 def _child(spec, fds, runner):
     """The forked child of the fork server: set up isolation, start the runner, report its pid."""
     requests, replies = fds
@@ -179,12 +239,14 @@ def _child(spec, fds, runner):
     if not spec["namespaces"]:
         os.write(replies, f"pid {os.getpid()}\n".encode())
         _become_runner(spec, requests, replies, runner)
-    if _libc().unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET) != 0:
+    if _libc().unshare(NAMESPACES) != 0:
         os._exit(111)
     pid = os.fork()  # the PID namespace's first process: the runner
     if pid == 0:
         try:
             _become_runner(spec, requests, replies, runner)
+        except BaseException as exc:  # the grader's fault: say why, where the grader reads
+            _startup_error(replies, exc)
         finally:
             os._exit(112)
     os.write(replies, f"pid {pid}\n".encode())
@@ -240,7 +302,7 @@ class ForkServer:
         self.proc = subprocess.Popen([sys.executable, "-P", str(Path(__file__)), "fork-server", str(child.fileno()),
                                       ",".join(modules)],
                                      pass_fds=(child.fileno(),), env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=open("/tmp/fs.log", "a"), start_new_session=True)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         child.close()
 
     @classmethod
@@ -300,10 +362,10 @@ def _write_all(fd, data):
         view = view[os.write(fd, view):]
 
 
-def start(*, slot, env, hide, expose, memory_mb=4096, cpu_seconds=1200, nproc=256, modules=()):
+def start(*, slot, env, expose, memory_mb=4096, cpu_seconds=1200, nproc=256, modules=()):
     """A Runner for one submission as the slot's user, forked from the fork server that imported
     `modules`. The runner's first line on runner.fd is its pid; its replies follow."""
-    spec = {"uid": uid_base() + slot, "hide": [str(p) for p in hide] + HIDE_ALWAYS, "expose": [str(p) for p in expose],
+    spec = {"uid": uid_base() + slot, "expose": [str(p) for p in expose],
             "memory_mb": memory_mb, "cpu_seconds": cpu_seconds, "nproc": nproc, "env": env,
             "namespaces": isolation() == "namespaces"}
     return _fork(spec, env, modules)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -18,6 +19,7 @@ from autograder import notebooks, sandbox
 from conftest import BIN, autograder, copy_toy_course
 
 WRONG = "def double_array(x):\n    return x * 3\n"
+STUB = "def {name}(*args):\n    raise NotImplementedError('{name} is not answered yet')\n"
 SANDBOXED = sandbox.isolation() == "namespaces"
 UID_BASE = "63000"  # the attack batch's own sandbox users, apart from those of tests running beside it
 
@@ -30,16 +32,23 @@ def attacks(root, subs, out, server_port):
     return {
         # student: (answer overrides, expected score, expected status)
         "honest": ({}, 5, "graded"),
+        # patched comparisons, in the student's process: the judge's are its own
         "patch_modules": ({"double_array": "import torch, numpy as np, course_utils.testing as t\n"
                            "torch.allclose = lambda *a, **k: True\nnp.allclose = np.array_equal = lambda *a, **k: True\n"
-                           "t.check_close = lambda *a, **k: None\n" + WRONG}, 3, "tampered"),
-        "rebind_names": ({"double_array": "check_close = lambda *a, **k: None\n" + WRONG}, 3, "tampered"),
+                           "t.check_close = lambda *a, **k: None\n" + WRONG}, 3, "graded"),
+        "rebind_names": ({"double_array": "check_close = lambda *a, **k: None\n" + WRONG}, 3, "graded"),
         "patch_during_test": ({"double_array": (
             "def double_array(x):\n    import numpy, torch, course_utils.testing as t\n    global check_close\n"
             "    if x.shape == (3,) and x[1] == 1.0:\n        return 2 * x\n"
             "    check_close = t.check_close = lambda *a, **k: None\n"
             "    numpy.allclose = numpy.array_equal = torch.allclose = lambda *a, **k: True\n    return x * 3\n")},
-            3, "tampered"),
+            3, "graded"),
+        "library_internals": ({"double_array": (
+            "import numpy, torch\nnumpy._core.numeric.isclose = lambda *a, **k: numpy.ones(numpy.shape(a[0]), bool)\n"
+            "numpy.random.default_rng = lambda *a, **k: numpy.random.Generator(numpy.random.PCG64(0))\n"
+            "torch._C._nn.cross_entropy_loss = lambda *a, **k: torch.tensor(0.0)\n" + WRONG)}, 3, "graded"),
+        "shadowed_builtins": ({"double_array": "range = lambda *a: []\nlen = lambda x: 0\nisinstance = lambda *a: True\n"
+                               "all = any = lambda *a: True\n" + WRONG}, 3, "graded"),
         "ipython_hooks": ({"double_array": (
             "ip = get_ipython()\nfor attack in (lambda: ip.input_transformers_cleanup.append(lambda lines: ['pass\\n']),\n"
             "               lambda: ip.ast_transformers.append(None), lambda: ip.events.register('pre_run_cell', print),\n"
@@ -54,8 +63,9 @@ def attacks(root, subs, out, server_port):
         "float32": ({"double_array": "def double_array(x):\n    return (2 * x).astype(np.float32)\n"}, 3, "graded"),
         "settrace_skip": ({"double_array": (
             "import sys\ndef double_array(x):\n    def skip(frame, event, arg):\n        return None\n"
-            "    try:\n        sys.settrace(skip)\n    except RuntimeError:\n        pass\n    return x * 3\n")}, 3, "tampered"),
+            "    sys.settrace(skip)\n    return x * 3\n")}, 3, "graded"),
         "prints_pass": ({"double_array": "print('test_double_array passed\\nAll tests passed!')\n" + WRONG}, 3, "graded"),
+        # the host is not there: every read and write fails, so the answer stays wrong
         "reads_and_writes": ({"double_array": (
             "import os\nleaked = []\ndef _try(f):\n    try:\n        f()\n        leaked.append(1)\n    except Exception:\n        pass\n"
             f"if True:\n{reads}\n{writes}\n"
@@ -63,69 +73,73 @@ def attacks(root, subs, out, server_port):
         "network": ({"double_array": (
             "import socket\nreached = False\ntry:\n"
             f"    socket.create_connection(('127.0.0.1', {server_port}), timeout=2).close()\n    reached = True\n"
-            "except Exception:\n    pass\ndef double_array(x):\n    return 2 * x if reached else 3 * x\n")}, 3, "timeout"),
-        "sigint_proof_loop": ({"square": "import signal\ntry:\n    signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-                               "except RuntimeError:\n    pass\nwhile True:\n"
+            "except Exception:\n    pass\ndef double_array(x):\n    return 2 * x if reached else 3 * x\n")}, 3, "graded"),
+        # a spy: during the tests, the caller's frames and the namespace hold only the inputs (the
+        # expected values live in the judge), so copying any other array it finds is wrong
+        "spy": ({"double_array": (
+            "import sys\ndef double_array(x):\n    seen = [v for f in (sys._getframe(1), sys._getframe(2))\n"
+            "            for v in list(f.f_locals.values()) + list(f.f_globals.values())\n"
+            "            if isinstance(v, np.ndarray) and v is not x and v.shape == x.shape]\n"
+            "    return seen[0] if seen else 3 * x\n")}, 3, "graded"),
+        "sigint_proof_loop": ({"square": "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n"
                                "    try:\n        pass\n    except KeyboardInterrupt:\n        pass\n"}, 4, "timeout"),
-        "fork_bomb": ({"square": "import os\nwhile True:\n    os.fork()\n"}, 4, "timeout"),
+        "fork_bomb": ({"square": "import os\nwhile True:\n    os.fork()\n"}, 4, "graded"),
         "thread_left": ({"double_array": "import threading, time\ndef double_array(x):\n    return 2 * x\n"
-                         "threading.Thread(target=lambda: time.sleep(1000), daemon=True).start()\n"}, 5, "timeout"),
+                         "threading.Thread(target=lambda: time.sleep(1000), daemon=True).start()\n"}, 5, "graded"),
         "segfault": ({"square": "import faulthandler\nfaulthandler._read_null()\n"}, 4, "crashed"),
         "os_exit": ({"square": "import os\nos._exit(3)\n"}, 4, "crashed"),
+        "exit_in_test": ({"double_array": "import os\ndef double_array(x):\n    os._exit(3)\n"}, 3, "crashed"),
         "out_of_memory": ({"square": "hog = bytearray(16 * 2**30)\n"}, 4, "crashed"),
         "huge_output": ({"square": "print('x' * 30_000_000)\nfor i in range(200_000):\n    print(i)\n"
                          "def square(x):\n    return x * x\n"}, 5, "graded"),
         "stderr_noise": ({"add": "import sys, warnings\ndef add(a, b):\n    print('debug', file=sys.stderr)\n"
                           "    warnings.warn('noisy')\n    return a + b\n"}, 5, "graded"),
         "system_exit": ({"square": "raise SystemExit(0)\n"}, 4, "graded"),
-        **runner_attacks(),
+        "exfiltrate": ({"double_array": (
+            "import sys\ndef double_array(x):\n    if x.shape == (3,) and x[1] == 1.0:\n        return 2 * x\n"
+            "    seen = []\n    f = sys._getframe(0)\n    while f is not None:\n"
+            "        seen += [repr(f.f_locals)[:3000], repr(f.f_code.co_consts)[:3000]]\n        f = f.f_back\n"
+            "    raise RuntimeError(' | '.join(seen))\n")}, 3, "graded"),
+        **takeovers(),
     }
 
 
-# Routes towards the runner itself (the process that executes the cells and reports their results).
-# In an answer cell, each one is tried and the wrong answer defined after it; in `*_during_test`, a
-# CORRECT double_array tries the route while test_double_array calls it: the test is voided (0), so
-# no route gains a point, and the submission is `tampered`.
-ROUTES = {
-    # the issue's exploit: the runner's functions through its module
-    "runner_module": "import sys\n_m = sys.modules['__main__']\n_m.run_cell = _m.serve = lambda *a, **k: None\n"
-                     "for _mod in list(sys.modules.values()):\n"
-                     "    for _name in ('serve', 'run_cell', '_write', '_frames'):\n"
-                     "        if hasattr(_mod, _name):\n            setattr(_mod, _name, lambda *a, **k: None)\n",
-    "traceback_frames": "try:\n    1 / 0\nexcept ZeroDivisionError as _e:\n    _f = _e.__traceback__.tb_frame\n"
-                        "    while _f is not None:\n        _f.f_globals['_write'] = lambda *a: None\n        _f = _f.f_back\n",
-    "getframe": "import sys\n_f = sys._getframe(0)\nwhile _f is not None:\n"
-                "    _f.f_globals.get('__builtins__', {})\n    _f = _f.f_back\n",
-    "generator_frame": "def _g():\n    yield\n_gen = _g()\n_f = _gen.gi_frame\n",
-    "serialisation": "import builtins, json, marshal\njson.dumps = lambda *a, **k: '{\"error\": null}'\n"
-                     "marshal.loads = lambda *a, **k: {'test': False, 'body': 'pass'}\n"
-                     "builtins.repr = lambda *a: \"{'index': 0, 'error': None}\"\n",
-    "forged_pipe": "import os\nfor _fd in range(0, 64):\n    for _line in (b'{\"index\": 5, \"error\": null}\\n', "
-                   "b\"x {'index': 5, 'error': None, 'value': None}\\n\"):\n"
-                   "        try:\n            os.write(_fd, _line)\n        except OSError:\n            pass\n",
-    "proc_pipe": "open('/proc/self/fd/3', 'wb').write(b'{}\\n')\n",
-    "proc_mem": "open('/proc/self/mem', 'rb')\n",
-    "heap_walk": "import gc\n[o for o in gc.get_objects() if isinstance(o, dict) and 'nonce' in o]\n",
-    "ctypes": "import ctypes\nctypes.pythonapi.PyGILState_Ensure()\n",
-    "fresh_signal_module": "import _imp, importlib.machinery\n"
-                           "_imp.create_builtin(importlib.machinery.ModuleSpec('_signal', None))\n",
-    "audit_hook": "import sys\nsys.addaudithook(lambda event, args: None)\n",
+# The runner holds nothing worth taking: student code may own it completely (its reply writer, its
+# request parser, the pipe to the grader). Each route is tried in an answer cell with the wrong
+# answer after it, and in a bare release (every answer a stub): neither gains a point.
+TAKEOVERS = {
+    # every block "succeeds" and hands back whatever the test's names are asked for
+    "reply_writer": "import autograder.runner as _r, autograder.codec as _c\n"
+                    "def _fake(request, namespace):\n"
+                    "    return {'index': request['index'], 'error': None,\n"
+                    "            'values': {n: _c.encode(3) for n in request.get('outputs', [])}, 'inputs': {}}\n"
+                    "_r.run = _fake\n",
+    # the runner's frames: its locals (the request being served) and globals, rewritten
+    "frames": "import sys\n_f = sys._getframe(0)\nwhile _f is not None:\n"
+              "    for _k in ('run', 'send'):\n        _f.f_globals.get('codec', None)\n"
+              "    if 'request' in _f.f_locals:\n        _f.f_locals['request']['outputs'] = []\n"
+              "    _f = _f.f_back\n",
+    # forged frames on the grader's pipe, through cffi (raises no audit event) and os.write
+    "cffi_forged_replies": "import cffi, msgpack\n_ffi = cffi.FFI()\n_ffi.cdef('long write(int, const void *, size_t);')\n"
+                           "_libc = _ffi.dlopen(None)\n"
+                           "for _i in range(40):\n"
+                           "    _m = msgpack.packb({'index': _i, 'error': None, 'values': {}, 'inputs': {}, 'output': ''})\n"
+                           "    _b = len(_m).to_bytes(4, 'big') + _m\n    _libc.write(3, _b, len(_b))\n",
+    # a fake course_utils.testing put in place before anything imports it
+    "sys_modules": "import sys, types\n_fake = types.ModuleType('course_utils.testing')\n"
+                   "_fake.check_close = _fake.check_shape = lambda *a, **k: None\n"
+                   "sys.modules['course_utils.testing'] = _fake\n",
 }
 
 
-def runner_attacks():
+def takeovers():
     table = {}
-    for route, code in ROUTES.items():
+    for route, code in TAKEOVERS.items():
         body = "    " + code.replace("\n", "\n    ").rstrip() + "\n"
-        table[f"runner_{route}"] = ({"double_array": f"try:\n{body}except Exception:\n    pass\n" + WRONG}, 3,
-                                    "graded" if route == "runner_module" else "tampered")
-        inner = "        " + code.replace("\n", "\n        ").rstrip() + "\n"
-        # a route that leads nowhere changes nothing: the correct answer keeps its points
-        table[f"runner_{route}_during_test"] = ({"double_array": (
-            f"def double_array(x):\n    try:\n{inner}    except Exception:\n        pass\n    return 2 * x\n")},
-            *((5, "graded") if route == "runner_module" else (3, "tampered")))
-    table["runner_serialisation_plain"] = ({"double_array": "import json, marshal\njson.dumps = json.loads = lambda *a: 0\n"
-                                            "marshal.loads = marshal.dumps = lambda *a: 0\n" + WRONG}, 3, "graded")
+        guarded = f"try:\n{body}except Exception:\n    pass\n"
+        table[f"takeover_{route}"] = ({"double_array": guarded + WRONG}, None, None)
+        table[f"bare_takeover_{route}"] = ({"add": guarded + STUB.format(name="add"), "square": STUB.format(name="square"),
+                                            "double_array": STUB.format(name="double_array")}, 0, None)
     return table
 
 
@@ -148,6 +162,7 @@ def batch(tmp_path_factory):
         path.parent.mkdir(parents=True)
         nbformat.write(notebooks.fill(release, {**notebooks.answers(source), **overrides}), str(path))
     broken = _broken_notebooks(source, release)
+    broken["amplified"] = (_amplified(notebooks.fill(release, notebooks.answers(source))), 5, "graded")
     for student, (nb, _, _) in broken.items():
         path = subs / student / "00_toy/00_toy.ipynb"
         path.parent.mkdir(parents=True)
@@ -163,6 +178,13 @@ def batch(tmp_path_factory):
     server.close()
     expected = {s: (score, status) for s, (_, score, status) in {**table, **broken}.items()}
     return root, subs, out, grades, expected, hits
+
+
+def _amplified(nb):
+    """2,500 cells of 30,000 characters of output each: 75 MB, from a 0.4 MB notebook."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    nb.cells.extend(nbformat.v4.new_code_cell(f"print('{i}' * 30_000)") for i in range(2500))
+    return nb
 
 
 def _accept(server, hits):
@@ -226,12 +248,8 @@ def test_each_attack_gets_its_exact_grade_and_status(batch):
 
 def test_messages_say_what_happened(batch):
     root, subs, out, grades, expected, hits = batch
-    assert "torch.allclose" in grades["patch_modules"]["message"]
-    assert "while tests ran" in grades["patch_during_test"]["message"]
-    assert "os.fork" in grades["fork_bomb"]["message"]
-    assert "socket.connect" in grades["network"]["message"]
-    assert "starting a thread" in grades["thread_left"]["message"]
     assert "out of memory" in grades["out_of_memory"]["message"]
+    assert "test_double_array" in grades["exit_in_test"]["message"]
     assert "square" in grades["segfault"]["message"] and "square" in grades["sigint_proof_loop"]["message"]
     assert "test_square was missing" in grades["stripped_test_metadata"]["message"]
     assert "test_add" in grades["changed_points"]["message"]
@@ -252,9 +270,33 @@ def test_nothing_escaped_the_sandbox(batch):
 
 
 def test_output_is_capped(batch):
+    """Per cell, and per submission in total (many cells each under the per-cell cap)."""
     root, subs, out, grades, expected, hits = batch
-    graded = out / "autograded/huge_output/00_toy/00_toy.ipynb"
-    assert graded.stat().st_size < 200_000
+    assert (out / "autograded/huge_output/00_toy/00_toy.ipynb").stat().st_size < 200_000
+    submitted = (subs / "amplified/00_toy/00_toy.ipynb").stat().st_size
+    graded = (out / "autograded/amplified/00_toy/00_toy.ipynb").stat().st_size
+    assert graded < submitted + 400_000, (submitted, graded)
+
+
+def test_no_test_text_reaches_the_feedback(batch):
+    """What only the judge holds (assertion messages, expected values) never reaches a student, and
+    the hidden lines a block sends to the runner are scrubbed from messages. The `exfiltrate` student
+    raises, in every call, an error carrying everything its process can see."""
+    root, subs, out, grades, expected, hits = batch
+    source = notebooks.read(root / "notebooks/00_toy/00_toy.ipynb")
+    secrets = notebooks.secret_lines(source) | {"hidden double_array", "add(-5, 5) should be 0"}
+    for student in ("exfiltrate", "spy", "takeover_frames"):
+        text = (out / "feedback" / student / "00_toy.html").read_text() + grades[student]["message"]
+        leaked = [line for line in secrets if line in text]
+        assert not leaked, (student, leaked)
+    assert "a hidden test failed" in (out / "feedback/exfiltrate/00_toy.html").read_text()
+
+
+def test_a_bare_release_scores_nothing_whatever_else_it_holds(batch):
+    root, subs, out, grades, expected, hits = batch
+    bare = [s for s in grades if s.startswith("bare_takeover_")]
+    assert len(bare) == len(TAKEOVERS)
+    assert all(float(grades[s]["score"]) == 0 for s in bare), {s: grades[s]["score"] for s in bare}
 
 
 def test_regrading_elsewhere_gives_the_same_grades(batch, tmp_path):
@@ -332,3 +374,67 @@ def test_honest_code_keeps_full_marks_on_a_busy_machine(tmp_path):
     with open(tmp_path / "out/grades.csv", encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
     assert [(float(r["score"]), r["status"]) for r in rows] == [(5.0, "graded")], rows
+
+
+LEAVE = ("import os, ctypes\n"
+         "for _p in ('/tmp/trace', '/dev/shm/trace', '/var/tmp/trace', '/run/lock/trace', '/var/lock/trace',\n"
+         "           os.path.expanduser('~/trace')):\n"
+         "    try:\n        open(_p, 'w').write('left by an earlier submission')\n    except OSError:\n        pass\n"
+         "_libc = ctypes.CDLL(None, use_errno=True)\n"
+         "_libc.shmget(0x5eed, 4096, 0o1000 | 0o666)  # IPC_CREAT: a System V segment that outlives its process\n"
+         "def add(a, b):\n    return a + b\n")
+LOOK = ("import os, ctypes\n"
+        "found = [_p for _p in ('/tmp/trace', '/dev/shm/trace', '/var/tmp/trace', '/run/lock/trace', '/var/lock/trace',\n"
+        "                       os.path.expanduser('~/trace')) if os.path.exists(_p)]\n"
+        "if ctypes.CDLL(None, use_errno=True).shmget(0x5eed, 0, 0) != -1:\n    found.append('shm')\n"
+        "def add(a, b):\n    return a - b if found else a + b\n")
+
+
+def _grade_toy(tmp_path, answers_by_student, *args, python=None, stamps=None):
+    root = copy_toy_course(tmp_path)
+    source = notebooks.read(root / "notebooks/00_toy/00_toy.ipynb")
+    release = notebooks.student_version(source)
+    for student, answers in answers_by_student.items():
+        path = tmp_path / "submitted" / student / "00_toy/00_toy.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(notebooks.fill(release, {**notebooks.answers(source), **answers}), str(path))
+        if stamps and student in stamps:
+            (path.parent / "timestamp.txt").write_text(stamps[student])
+    command = ["grade", tmp_path / "submitted", "--out", tmp_path / "out", *args]
+    if python is None:
+        run = autograder(*command, cwd=root, timeout=900)
+    else:  # the CLI started by another path to the same environment
+        env = {**os.environ, "PATH": f"{Path(python).parent}{os.pathsep}{os.environ['PATH']}"}
+        env.pop("COURSE_ROOT", None)
+        run = subprocess.run([str(python), "-c", "import sys; from autograder.cli import main; sys.exit(main())",
+                              *map(str, command)], cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(tmp_path / "out/grades.csv", encoding="utf-8-sig") as handle:
+        return {row["student_id"]: row for row in csv.DictReader(handle)}
+
+
+def test_nothing_one_submission_leaves_reaches_the_next(tmp_path):
+    """Files in every writable place, and a System V shared-memory segment, left by one submission
+    are gone for the next one graded by the same sandbox user (one worker: the same slot)."""
+    if not SANDBOXED:
+        pytest.skip("needs root and unshare")
+    grades = _grade_toy(tmp_path, {"a_leaves": {"add": LEAVE}, "b_looks": {"add": LOOK}}, "--workers", 1)
+    assert [(float(g["score"]), g["status"]) for g in grades.values()] == [(5.0, "graded"), (5.0, "graded")], grades
+
+
+def test_a_symlinked_environment_grades_like_the_real_one(tmp_path):
+    """Python started through a symlink under /tmp: the runner sees the environment at both paths,
+    so a library imported lazily inside a hidden test (here by the answer) still imports."""
+    link = tmp_path / "venv-link"
+    link.symlink_to(Path(sys.prefix).resolve(), target_is_directory=True)
+    lazy = "def double_array(x):\n    import tqdm.contrib.itertools  # not imported before grading\n    return 2 * x\n"
+    grades = _grade_toy(tmp_path, {"lazy": {"double_array": lazy}}, "--workers", 1, python=link / "bin/python")
+    assert (float(grades["lazy"]["score"]), grades["lazy"]["status"]) == (5.0, "graded"), grades
+
+
+def test_a_hostile_timestamp_is_one_students_note(tmp_path):
+    grades = _grade_toy(tmp_path, {"early": {}, "overflow": {}}, "--workers", 1, "--due", "2026-12-01T23:59+01:00",
+                        stamps={"overflow": "9999-12-31 23:59:59-14:00", "early": "2026-11-30 10:00:00"})
+    assert [(float(g["score"]), g["status"]) for g in grades.values()] == [(5.0, "graded"), (5.0, "graded")]
+    assert grades["early"]["late_minutes"] == "" or grades["early"]["late_minutes"] == "0"
+    assert "timestamp.txt unreadable" in grades["overflow"]["message"]

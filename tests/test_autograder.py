@@ -275,7 +275,7 @@ def test_changing_the_source_regrades(toy_course, tmp_path):
     _small_batch(toy_course, subs, {"amy": {}})
     assert autograder("grade", subs, "--out", out, cwd=toy_course).returncode == 0
     source = toy_course / SOURCE
-    source.write_text(source.read_text().replace("assert square(0) == 0", "assert square(0) == 1"))
+    source.write_text(source.read_text().replace("assert got == (9, 0)", "assert got == (9, 1)"))
     assert autograder("grade", subs, "--out", out, cwd=toy_course).returncode == 0
     with open(out / "grades.csv", encoding="utf-8-sig") as handle:
         assert next(csv.DictReader(handle))["score"] == "4"  # graded against the changed test
