@@ -127,14 +127,14 @@ _r.run = _forged
 """
 
 
-def _samples(assignment, mutant_files=()):
+def _samples(assignment, mutant_files=(), forged=True):
     """Sample submissions made from the source: the reference, the bare release, the bare release
     with the runner taken over (FORGED), and mutants."""
     source_nb = notebooks.read(course.source_notebook(assignment))
     release_nb = notebooks.student_version(source_nb)
     reference = notebooks.answers(source_nb)
     samples = {"reference": notebooks.fill(release_nb, reference), "bare": release_nb}
-    for kind, value in FORGED.items():
+    for kind, value in FORGED.items() if forged else ():
         forged = copy.deepcopy(release_nb)
         forged.cells.insert(0, nbformat.v4.new_code_cell(TAKEOVER.format(value=value)))
         samples[f"forged_{kind}"] = forged
@@ -284,6 +284,8 @@ def cmd_grade(args):
         print(f"grading {len(subs)} submission(s) with {args.workers or os.cpu_count()} worker(s) -> {out}")
         print(f"isolation of student code: {sandbox.isolation()}")
     out.mkdir(parents=True, exist_ok=True)
+    if not args.no_canary:
+        _canary(sorted({s.assignment for s in subs}), args, client)
     progress = Progress(len(subs), log=out / "grading.log")
     try:
         results = batch.grade_all(subs, out, workers=args.workers, scheduler=args.scheduler,
@@ -310,6 +312,23 @@ def cmd_grade(args):
     print(f"wrote {out / 'grades.csv'}, {out / 'scores.csv'}, {out / 'feedback'}/ and {out / 'report.html'} "
           f"({look} submission(s) need a human look); one line per submission in {out / 'grading.log'}")
     return 0
+
+
+def _canary(assignments, args, client):
+    """Grade each assignment's reference first, where the class will be graded: a fault of the
+    grader (a library that does not import there, a test that fails for everyone) stops the command
+    here, before it costs every student points."""
+    with tempfile.TemporaryDirectory(prefix="canary-") as tmp:
+        for assignment in assignments:
+            _write_samples(Path(tmp) / "in", assignment, {"reference": _samples(assignment, forged=False)["reference"]})
+        subs, _ = batch.collect(Path(tmp) / "in", assignments)
+        results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, scheduler=args.scheduler,
+                                  client=client, cell_timeout=args.cell_timeout, submission_timeout=args.timeout,
+                                  memory_mb=args.memory)
+    failures = _release_checks(results)
+    if failures:
+        raise SystemExit("the reference answers do not pass in grading here, so no student was graded:\n  "
+                         + "\n  ".join(failures) + "\n(fix the environment or the tests; --no-canary grades anyway)")
 
 
 def cmd_check(args):
@@ -341,7 +360,7 @@ def cmd_demo(args):
     assignments = course.pick(args.assignments)
     for assignment in assignments:
         files = _mutant_files(assignment)[:1]
-        _write_samples(demo / "submissions", assignment, _samples(assignment, files))
+        _write_samples(demo / "submissions", assignment, _samples(assignment, files, forged=False))
     print(f"sample submissions (reference, bare release, a mutant) in {demo / 'submissions'}")
     subs, _ = batch.collect(demo / "submissions", assignments)
     out = demo / "grading"
@@ -387,6 +406,9 @@ def main(argv=None):
         p.add_argument("--timeout", type=int, default=600, help="seconds per submission (default 600)")
         p.add_argument("--memory", type=int, default=4096, help="address-space limit per submission in MiB (default 4096)")
         p.add_argument("--due", help="due date with a time zone, e.g. 2026-12-01T23:59+01:00: adds late_minutes")
+        p.add_argument("--no-canary", action="store_true",
+                       help="do not grade each assignment's reference first (by default a reference that "
+                            "fails stops the command before any student is graded)")
         p.add_argument("--scheduler", metavar="ADDRESS",
                        help="grade on this dask.distributed cluster (e.g. tcp://10.0.0.5:8786) instead of local "
                             "processes; --workers is then ignored")

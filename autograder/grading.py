@@ -1,16 +1,19 @@
-"""Grade one submission: assemble the graded notebook, run it in the sandboxed runner, score it.
+"""Grade one submission: assemble the graded notebook, run it, score it.
 
-The grader (this process) is trusted: it reads the source notebook, decides which cells run,
-sends them one at a time to the runner (autograder/runner.py, started by autograder.sandbox) and
-waits for each reply with a timeout. A cell that runs too long or kills the runner is recorded, a
-fresh runner replays the cells that had run (tests excepted), and grading goes on with the next
-cell. Which cells run: the read-only cells, the answers, the tests, and the code cells the student
-added or changed; the source's own demo cells, unchanged, are skipped (they are not graded, and
-the tests never depend on them).
+The grader (this process) is trusted and runs no notebook code itself. It reads the source
+notebook, decides which cells run, and drives two processes forked for the submission: the runner
+(autograder/runner.py, sandboxed) runs the student's code, one cell at a time; the judge
+(autograder/judge.py) runs each test cell, and hands the grader the `with student:` blocks it
+reaches, which the grader passes to the runner and whose replies it passes back, as bytes. Every
+reply is waited for within a CPU-time limit and a wall-clock backstop. A cell or block that runs too
+long or kills the runner is recorded, a fresh runner replays every cell that had run, and grading
+goes on with the next cell. Which cells run: the read-only cells, the answers, the tests, and the
+code cells the student added or changed; the source's own demo cells, unchanged, are skipped (they
+are not graded, and the tests never depend on them).
 
-Each test cell is scored with nbgrader's rule (nbgrader.utils.determine_grade): an error gives 0,
-a number as the last value is partial credit, anything else full points. Output is not scored, so
-a warning on stderr or a printed "all tests passed" changes nothing.
+Each test cell is scored with nbgrader's rule (nbgrader.utils.determine_grade) on what the judge
+reports: an error gives 0, a number as the last value is partial credit, anything else full
+points. Output is not scored, so a warning on stderr or a printed "all tests passed" changes nothing.
 """
 import ast
 import functools
@@ -365,11 +368,14 @@ def grade_notebook(student, assignment, path, *, slot, cell_timeout=DEFAULT_CELL
                          if kind_of == "timeout" else "the process died here (os._exit, a crash, or out of memory)")
 
     def keep(text):
+        """What is kept of a cell's output: the submission's output is capped in total too."""
         nonlocal output_left
-        kept = text[:max(0, output_left)]
-        output_left -= len(kept)
-        return kept + (f"\n[... output dropped: this submission's {SUBMISSION_OUTPUT_LIMIT} characters are used up]"
-                       if len(kept) < len(text) else "")
+        if output_left <= 0:
+            return ""
+        kept = text[:output_left]
+        output_left -= len(text)
+        return kept + (f"\n[... output dropped from here on: this submission's {SUBMISSION_OUTPUT_LIMIT} "
+                       "characters are used up]" if output_left < 0 else "")
 
     try:
         for attempt in range(3):  # a start that fails is the grader's problem: try again before giving up
@@ -427,8 +433,9 @@ def grade_notebook(student, assignment, path, *, slot, cell_timeout=DEFAULT_CELL
             if error and error.get("ename") == "MemoryError":
                 events.append(("crashed", index, name + " (out of memory)"))
             cell.outputs = []
-            if isinstance(reply.get("output"), str) and reply["output"]:
-                cell.outputs.append(new_output("stream", name="stdout", text=keep(reply["output"])))
+            output = keep(reply["output"]) if isinstance(reply.get("output"), str) else ""
+            if output:
+                cell.outputs.append(new_output("stream", name="stdout", text=output))
             if error:
                 cell.outputs.append(new_output("error", ename=str(error.get("ename"))[:200],
                                                evalue=str(error.get("evalue"))[:2000], traceback=[]))

@@ -45,10 +45,12 @@ def check_close(actual, expected, name="output", rtol=1e-6, atol=1e-8, check_dty
 
 class replaced:
     """Temporarily bind names in a namespace, e.g. a test of a network swaps in reference layers so
-    that a mistake in an earlier exercise does not cost points again here::
+    that a mistake in an earlier exercise does not cost points again here (inside `with student:`,
+    since the student's network looks its layers up where it runs)::
 
-        with replaced(globals(), linear_forward=reference_linear_forward):
-            ...
+        with student:
+            with replaced(globals(), linear_forward=reference_linear_forward):
+                scores = net.loss(X)
     """
 
     _missing = object()

@@ -100,6 +100,7 @@ def attacks(root, subs, out, server_port):
             "    seen = []\n    f = sys._getframe(0)\n    while f is not None:\n"
             "        seen += [repr(f.f_locals)[:3000], repr(f.f_code.co_consts)[:3000]]\n        f = f.f_back\n"
             "    raise RuntimeError(' | '.join(seen))\n")}, 3, "graded"),
+        "poisoned_before_setup": ({"double_array": WRONG}, 3, "graded"),
         **takeovers(),
     }
 
@@ -114,11 +115,12 @@ TAKEOVERS = {
                     "    return {'index': request['index'], 'error': None,\n"
                     "            'values': {n: _c.encode(3) for n in request.get('outputs', [])}, 'inputs': {}}\n"
                     "_r.run = _fake\n",
-    # the runner's frames: its locals (the request being served) and globals, rewritten
-    "frames": "import sys\n_f = sys._getframe(0)\nwhile _f is not None:\n"
-              "    for _k in ('run', 'send'):\n        _f.f_globals.get('codec', None)\n"
-              "    if 'request' in _f.f_locals:\n        _f.f_locals['request']['outputs'] = []\n"
-              "    _f = _f.f_back\n",
+    # the runner's globals reached through its frames (sys._getframe walks up out of the cell)
+    "frames": "import sys\n_f = sys._getframe(0)\nwhile _f is not None and 'serve' not in _f.f_globals:\n"
+              "    _f = _f.f_back\n"
+              "_c = _f.f_globals['codec']\n"
+              "_f.f_globals['run'] = lambda request, ns: {'index': request['index'], 'error': None, 'inputs': {},\n"
+              "    'values': {n: _c.encode(3) for n in request.get('outputs', [])}}\n",
     # forged frames on the grader's pipe, through cffi (raises no audit event) and os.write
     "cffi_forged_replies": "import cffi, msgpack\n_ffi = cffi.FFI()\n_ffi.cdef('long write(int, const void *, size_t);')\n"
                            "_libc = _ffi.dlopen(None)\n"
@@ -132,14 +134,30 @@ TAKEOVERS = {
 }
 
 
+# (score, status) beside the wrong double_array (the last exercise: add and square were graded before
+# the takeover), and in the bare release. Forged frames on the pipe are a crash of that cell (the
+# runner is replaced, the rest graded as it was).
+TAKEOVER_GRADES = {"reply_writer": ((3, "graded"), (0, "graded")), "frames": ((3, "graded"), (0, "graded")),
+                   "cffi_forged_replies": ((3, "crashed"), (0, "crashed")), "sys_modules": ((3, "graded"), (0, "graded"))}
+
+
+# cells the student puts before everything else, the setup cell included
+FIRST_CELLS = {
+    "poisoned_before_setup": "import sys, types, contextlib\n_fake = types.ModuleType('course_utils.testing')\n"
+                             "_fake.check_close = _fake.check_shape = lambda *a, **k: None\n"
+                             "_fake.student = contextlib.nullcontext()\nsys.modules['course_utils.testing'] = _fake\n",
+}
+
+
 def takeovers():
     table = {}
     for route, code in TAKEOVERS.items():
         body = "    " + code.replace("\n", "\n    ").rstrip() + "\n"
         guarded = f"try:\n{body}except Exception:\n    pass\n"
-        table[f"takeover_{route}"] = ({"double_array": guarded + WRONG}, None, None)
+        beside, bare = TAKEOVER_GRADES[route]
+        table[f"takeover_{route}"] = ({"double_array": guarded + WRONG}, *beside)
         table[f"bare_takeover_{route}"] = ({"add": guarded + STUB.format(name="add"), "square": STUB.format(name="square"),
-                                            "double_array": STUB.format(name="double_array")}, 0, None)
+                                            "double_array": STUB.format(name="double_array")}, *bare)
     return table
 
 
@@ -160,7 +178,10 @@ def batch(tmp_path_factory):
     for student, (overrides, _, _) in table.items():
         path = subs / student / "00_toy/00_toy.ipynb"
         path.parent.mkdir(parents=True)
-        nbformat.write(notebooks.fill(release, {**notebooks.answers(source), **overrides}), str(path))
+        nb = notebooks.fill(release, {**notebooks.answers(source), **overrides})
+        if student in FIRST_CELLS:
+            nb.cells.insert(0, nbformat.v4.new_code_cell(FIRST_CELLS[student]))
+        nbformat.write(nb, str(path))
     broken = _broken_notebooks(source, release)
     broken["amplified"] = (_amplified(notebooks.fill(release, notebooks.answers(source))), 5, "graded")
     for student, (nb, _, _) in broken.items():
@@ -376,13 +397,16 @@ def test_honest_code_keeps_full_marks_on_a_busy_machine(tmp_path):
     assert [(float(r["score"]), r["status"]) for r in rows] == [(5.0, "graded")], rows
 
 
-LEAVE = ("import os, ctypes\n"
+# full marks only if the traces were really left: /tmp, /dev/shm, the home folder and a segment
+LEAVE = ("import os, ctypes\nleft = []\n"
          "for _p in ('/tmp/trace', '/dev/shm/trace', '/var/tmp/trace', '/run/lock/trace', '/var/lock/trace',\n"
          "           os.path.expanduser('~/trace')):\n"
-         "    try:\n        open(_p, 'w').write('left by an earlier submission')\n    except OSError:\n        pass\n"
+         "    try:\n        open(_p, 'w').write('left by an earlier submission')\n        left.append(_p)\n"
+         "    except OSError:\n        pass\n"
          "_libc = ctypes.CDLL(None, use_errno=True)\n"
-         "_libc.shmget(0x5eed, 4096, 0o1000 | 0o666)  # IPC_CREAT: a System V segment that outlives its process\n"
-         "def add(a, b):\n    return a + b\n")
+         "if _libc.shmget(0x5eed, 4096, 0o1000 | 0o666) != -1:  # IPC_CREAT: a System V segment outlives its process\n"
+         "    left.append('shm')\n"
+         "def add(a, b):\n    return a + b if len(left) >= 4 else a - b\n")
 LOOK = ("import os, ctypes\n"
         "found = [_p for _p in ('/tmp/trace', '/dev/shm/trace', '/var/tmp/trace', '/run/lock/trace', '/var/lock/trace',\n"
         "                       os.path.expanduser('~/trace')) if os.path.exists(_p)]\n"

@@ -272,10 +272,24 @@ def test_without_namespaces_grades_the_same_and_warns(toy_course, tmp_path):
 
 def test_changing_the_source_regrades(toy_course, tmp_path):
     subs, out = tmp_path / "subs", tmp_path / "out"
-    _small_batch(toy_course, subs, {"amy": {}})
-    assert autograder("grade", subs, "--out", out, cwd=toy_course).returncode == 0
-    source = toy_course / SOURCE
-    source.write_text(source.read_text().replace("assert got == (9, 0)", "assert got == (9, 1)"))
+    _small_batch(toy_course, subs, {"amy": {"square": "def square(x):\n    return x * abs(x)\n"}})
     assert autograder("grade", subs, "--out", out, cwd=toy_course).returncode == 0
     with open(out / "grades.csv", encoding="utf-8-sig") as handle:
-        assert next(csv.DictReader(handle))["score"] == "4"  # graded against the changed test
+        assert next(csv.DictReader(handle))["score"] == "4"  # square(-3) is not -9
+    source = toy_course / SOURCE
+    source.write_text(source.read_text().replace("got = square(-3), square(0)", "got = square(3), square(0)"))
+    assert autograder("grade", subs, "--out", out, cwd=toy_course).returncode == 0
+    with open(out / "grades.csv", encoding="utf-8-sig") as handle:
+        assert next(csv.DictReader(handle))["score"] == "5"  # graded against the changed test
+
+
+def test_a_test_that_fails_the_reference_stops_grading_before_anyone_is_graded(toy_course, tmp_path):
+    """The canary: each assignment's reference is graded first, where the class will be."""
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    _small_batch(toy_course, subs, {"amy": {}})
+    source = toy_course / SOURCE
+    source.write_text(source.read_text().replace("assert got == (9, 0)", "assert got == (9, 1)"))
+    run = autograder("grade", subs, "--out", out, cwd=toy_course)
+    assert run.returncode != 0 and "the reference answers do not pass in grading here" in run.stderr, run.stderr
+    assert "test_square" in run.stderr and not (out / "grades.csv").exists()
+    assert autograder("grade", subs, "--out", out, "--no-canary", cwd=toy_course).returncode == 0
