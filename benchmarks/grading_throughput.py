@@ -31,7 +31,7 @@ BIN = Path(sys.executable).parent
 
 
 def make_submissions(assignment, students, folder):
-    samples = list(_samples(assignment, _mutant_files(assignment)).values())
+    samples = list(_samples(assignment, _mutant_files(assignment), forged=False).values())
     name = course.source_notebook(assignment).name
     for i in range(students):
         path = folder / f"student{i:02d}" / assignment / name
