@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from . import course, notebooks, sandbox
-from .grading import file_digest, grade_notebook
+from .grading import batch_modules, file_digest, grade_notebook
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
 
@@ -175,6 +175,7 @@ def grade_all(subs, out, workers=None, progress=None, scheduler=None, client=Non
     `progress(sub, result)` is called as each one is done."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    options.setdefault("modules", batch_modules(sorted({s.assignment for s in subs})))  # one fork server for all
     if scheduler or client is not None:
         return grade_on_cluster(subs, out, scheduler, progress=progress, client=client, **options)
     workers = workers or os.cpu_count() or 1

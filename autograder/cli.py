@@ -5,6 +5,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
@@ -284,6 +285,8 @@ def cmd_grade(args):
         print(f"grading {len(subs)} submission(s) with {args.workers or os.cpu_count()} worker(s) -> {out}")
         print(f"isolation of student code: {sandbox.isolation()}")
     out.mkdir(parents=True, exist_ok=True)
+    tables = threading.Thread(target=gradebook.prepare, args=(out,), daemon=True)
+    tables.start()  # the gradebook's migrations run while the processes start and the class is graded
     if not args.no_canary:
         _canary(sorted({s.assignment for s in subs}), args, client)
     progress = Progress(len(subs), log=out / "grading.log")
@@ -301,6 +304,7 @@ def cmd_grade(args):
         r["late_minutes"] = None if due is None or when is None else max(0, int((when - due).total_seconds() // 60))
         late = f"late by {r['late_minutes']} min" if r["late_minutes"] else ""
         r["message"] = "; ".join(filter(None, [late, r["message"], note]))
+    tables.join()
     gradebook.record(results, out, due.astimezone(timezone.utc).replace(tzinfo=None) if due else None)
     report.write(results, out)
     batch.nbgrader_feedback(subs, results, out)  # for `nbgrader release_feedback` (exchange submissions only)

@@ -30,6 +30,13 @@ def _register(gb, assignment, duedate):
     return path.stem
 
 
+def prepare(out):
+    """Create the gradebook's tables (nbgrader runs its migrations, about a second): called in a
+    thread while the class is graded, so that `record` finds them ready."""
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}"):
+        pass
+
+
 def record(results, out, duedate=None):
     """Store auto scores; replace each test's score in `results` by the gradebook's (manual first)."""
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:

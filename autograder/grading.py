@@ -256,16 +256,17 @@ def _imports(source):
     return frozenset(names)
 
 
-@functools.lru_cache(maxsize=None)
-def _course_modules(root):
-    """Every module the course's source notebooks import: one fork server serves them all."""
+def batch_modules(assignments):
+    """Every module the source notebooks of `assignments` import: what the one fork server of a batch
+    imports for all its submissions (only these: importing the whole course's libraries for a class of
+    one assignment would cost its start-up a second and a half)."""
     names = set()
-    try:
-        for assignment in course.assignments():
+    for assignment in assignments:
+        try:
             names |= imported_modules(notebooks.read(course.source_notebook(assignment)))
-    except (OSError, SystemExit, ValueError):
-        pass
-    return names
+        except (OSError, SystemExit, ValueError):
+            pass
+    return sorted(names)
 
 
 def _scrub(message, secrets, paths):
@@ -312,12 +313,13 @@ def _result(student, assignment, status, message, tests=(), notes=(), source_tes
 
 def grade_notebook(student, assignment, path, *, slot, cell_timeout=DEFAULT_CELL_TIMEOUT,
                    submission_timeout=DEFAULT_SUBMISSION_TIMEOUT, memory_mb=4096, visible_only=False,
-                   source_nb=None, save_to=None):
+                   source_nb=None, save_to=None, modules=()):
     """Grade one submitted notebook file; returns the result dict (never raises for a bad submission).
 
     With `visible_only` (a student's self-check) the hidden tests are removed first and the file
     need not belong to a known assignment: its own test cells are used. `slot`: a sandbox slot
-    the caller holds (`sandbox.claim_slot()`).
+    the caller holds (`sandbox.claim_slot()`). `modules`: what the batch's fork server imports
+    (`batch_modules`), besides what this notebook imports.
     """
     if source_nb is None:
         source_nb = notebooks.read(course.source_notebook(assignment))
@@ -343,7 +345,7 @@ def grade_notebook(student, assignment, path, *, slot, cell_timeout=DEFAULT_CELL
     plan = _plan(graded, source_nb)
     events, faults, done, exec_seconds, cpu_used, output_left = [], [], [], 0.0, 0.0, SUBMISSION_OUTPUT_LIMIT
     cell_errors = []  # cells other than tests that raised: none may, in the reference
-    modules = sorted(imported_modules(source_nb) | (set() if visible_only else _course_modules(course.course_root())))
+    modules = sorted(imported_modules(source_nb) | set(modules))
     names = sorted(judge.student_names(tuple(notebooks.answers(source_nb).values())))
     read_only = [(i, _transform(c.source)) for i, c in enumerate(source_nb.cells)
                  if c.cell_type == "code" and notebooks.is_fixed(c) and not notebooks.is_test(c)]

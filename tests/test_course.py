@@ -102,6 +102,30 @@ def test_every_source_passes_its_release_fails_and_each_mutant_is_caught_on_its_
     assert re.search(r"(\d+) of \1 mutants caught on their own test only", out.stdout), out.stdout
 
 
+def test_a_crash_or_a_loop_in_the_first_exercise_costs_that_exercise_only(tmp_path):
+    """01_backprop with its first answer killing the process, or looping for ever: the runner is
+    replaced, every cell that had run (the setup cell included) is replayed, and only
+    test_linear_forward's point is lost."""
+    import csv
+
+    import nbformat
+
+    source = notebooks.read(course.source_notebook("01_backprop"))
+    release = notebooks.student_version(source)
+    answers = notebooks.answers(source)
+    broken = {"crash": "import os\nos._exit(1)\n", "loop": "while True:\n    pass\n"}
+    for student, first in broken.items():
+        path = tmp_path / "in" / student / "01_backprop/01_backprop.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(notebooks.fill(release, {**answers, "linear_forward": first}), str(path))
+    run = autograder("grade", tmp_path / "in", "--out", tmp_path / "out", "--workers", 2, "--cell-timeout", 5,
+                     cwd=REPO, timeout=900)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with open(tmp_path / "out/grades.csv", encoding="utf-8-sig") as handle:
+        rows = {r["student_id"]: (float(r["score"]), r["status"]) for r in csv.DictReader(handle)}
+    assert rows == {"crash": (14.0, "crashed"), "loop": (14.0, "timeout")}, rows
+
+
 def test_jupyterlab_serves_the_release(release, tmp_path):
     """What `make lab` starts: JupyterLab on release/, which lists and opens every notebook."""
     import os
