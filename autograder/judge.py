@@ -21,7 +21,6 @@ import contextlib
 import functools
 import io
 import symtable
-import types
 
 import msgpack
 

@@ -19,8 +19,9 @@ per cell; the grader caps it per submission too.
 import io
 import os
 import sys
-import time
 import types
+
+import msgpack
 
 from autograder import codec
 
@@ -147,8 +148,6 @@ def run(request, namespace):
 
 def serve(requests_fd=0, replies_fd=None):
     """Run cells and blocks as the grader sends them, until it closes the request pipe."""
-    import msgpack
-
     if replies_fd is None:
         replies_fd = int(os.environ.get("GRADER_FD", "3"))
     devnull = os.open(os.devnull, os.O_WRONLY)  # student output never reaches the real stdout/stderr
