@@ -2,13 +2,13 @@
 cluster), write the reports."""
 import json
 import os
-import re
 import shutil
 import queue
 import sys
 import tempfile
 import threading
 import time
+import unicodedata
 import uuid
 import zipfile
 from datetime import datetime, timezone
@@ -16,14 +16,33 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from . import course, notebooks, sandbox
-from .grading import batch_modules, file_digest, grade_notebook
+from .grading import _result, batch_modules, file_digest, grade_notebook
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+# The gradebook (nbgrader's, a String(128) primary key) takes nearly any text as a student id; these
+# folder names it cannot take faithfully get a row with status `invalid_id` instead of a grade.
+ID_LIMIT = 128
 
+
+def id_problem(name):
+    """Why a folder or file name cannot be a student id, or None: every other name nbgrader's gradebook
+    accepts is graded as it is (unicode, spaces, leading zeros, '=' and '+' included)."""
+    if name.startswith("."):
+        return "a hidden folder (nbgrader's own student glob skips these; tools leave .ipynb_checkpoints and the like)"
+    if name != name.strip():
+        return "white space at the start or end (nbgrader strips it, so the id would not match the folder)"
+    if len(name) > ID_LIMIT:
+        return f"longer than {ID_LIMIT} characters (the gradebook's limit)"
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in name):
+        return "a control character or bytes that are not UTF-8"
+    return None
 
 class Submission:
-    def __init__(self, student_id, assignment, path, note=""):
+    """One row of the grades: a student's hand-in of one assignment (`path` None when none was found;
+    `refused`: why the folder's name cannot be a student id, and then nothing is graded)."""
+
+    def __init__(self, student_id, assignment, path, note="", refused=None):
         self.student_id, self.assignment, self.path, self.note = student_id, assignment, path, note
+        self.refused = refused
 
     @property
     def key(self):
@@ -65,39 +84,68 @@ def submitted_at(sub, tz):
     return datetime.fromtimestamp(Path(sub.path).stat().st_mtime, timezone.utc), note
 
 
+def _shown(path, root):
+    return path.relative_to(root).as_posix() + ("/" if path.is_dir() else "")
+
+
 def collect(root, assignments, explicit=False):
-    """Submissions under `root`: the tree <student>/<assignment>/<notebook>.ipynb, or flat files
-    <student>_<assignment>.ipynb (an LMS download). With `explicit`, a student without one of the
-    assignments gets a `missing` row."""
+    """Every hand-in under `root`, as (submissions, unmatched): the tree <student>/<assignment>/<notebook>.ipynb,
+    or flat files <student>_<assignment>.ipynb (an LMS download).
+
+    Every student folder ends as exactly one Submission per assignment graded: `assignments` when
+    `explicit`, else those found anywhere in the tree. A hand-in without a notebook has path None and a
+    note naming what was there; a folder whose name cannot be a student id (`id_problem`) is refused.
+    `unmatched`: files at the top that name no student and assignment (each listed in the report)."""
     root = Path(root)
-    subs, skipped = {}, []
+    found, notes, refused, unmatched = {}, {}, {}, []
+    students = []
     for entry in sorted(root.iterdir()):
-        if entry.is_file() and entry.suffix == ".ipynb":
+        if entry.is_file():
             match = next((a for a in assignments if entry.stem.endswith(f"_{a}")), None)
-            student = entry.stem[: -len(match) - 1] if match else None
-            if not match or not student or not SAFE_ID.match(student):
-                skipped.append(f"{entry.name}: not named <student_id>_<assignment>.ipynb")
+            student = entry.stem[: -len(match) - 1] if match else ""
+            if entry.suffix != ".ipynb" or not student or id_problem(student):
+                unmatched.append(entry.name)
                 continue
-            subs[f"{student}/{match}"] = Submission(student, match, entry)
-        elif entry.is_dir() and not entry.name.startswith("."):
-            if not SAFE_ID.match(entry.name):
-                skipped.append(f"{entry.name}/: not a valid student id")
+            students.append(student)
+            found[(student, match)] = (entry, "")
+        elif entry.is_dir():
+            students.append(entry.name)
+            why = id_problem(entry.name)
+            if why:
+                refused[entry.name] = why
                 continue
-            for folder in sorted(p for p in entry.iterdir() if p.is_dir()):
-                if folder.name not in assignments:
-                    skipped.append(f"{entry.name}/{folder.name}: not one of the assignments graded")
-                    continue
-                found = sorted(folder.glob("*.ipynb"))
-                expected = course.source_notebook(folder.name).name
-                path = next((p for p in found if p.name == expected), found[0] if found else None)
-                note = f"{len(found)} notebooks submitted; graded {path.name}" if len(found) > 1 else ""
-                subs[f"{entry.name}/{folder.name}"] = Submission(entry.name, folder.name, path, note)
-    if explicit:
-        students = sorted({s.student_id for s in subs.values()})
-        for student in students:
-            for assignment in assignments:
-                subs.setdefault(f"{student}/{assignment}", Submission(student, assignment, None))
-    return [subs[k] for k in sorted(subs)], skipped
+            others = []
+            for item in sorted(entry.iterdir()):
+                if item.is_dir() and item.name in assignments:
+                    books = sorted(item.glob("*.ipynb"))
+                    expected = course.source_notebook(item.name).name
+                    path = next((p for p in books if p.name == expected), books[0] if books else None)
+                    if path is None:
+                        there = sorted(_shown(p, root) for p in item.iterdir())
+                        note = f"found {', '.join(there[:5])}{' ...' if len(there) > 5 else ''}" if there else \
+                            f"the folder {_shown(item, root)} is empty"
+                    else:
+                        note = f"{len(books)} notebooks submitted; graded {path.name}" if len(books) > 1 else ""
+                    found[(entry.name, item.name)] = (path, note)
+                else:
+                    others.append(_shown(item, root))
+            if others:
+                notes[entry.name] = f"also in the folder: {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}"
+            elif not any(entry.iterdir()):
+                notes[entry.name] = f"the folder {entry.name}/ is empty"
+    graded = list(assignments) if explicit else [a for a in assignments if any(a == k[1] for k in found)]
+    subs = {}
+    for student in dict.fromkeys(students):
+        for assignment in graded:
+            if student in refused:
+                shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in student)  # no raw control bytes
+                subs[(student, assignment)] = Submission(shown, assignment, None, refused=refused[student])
+                continue
+            path, note = found.get((student, assignment), (None, ""))
+            if path is None:
+                note = "; ".join(filter(None, [note, notes.get(student, "")]))
+            subs[(student, assignment)] = Submission(student, assignment, path, note)
+    return [subs[k] for k in sorted(subs)], unmatched
 
 
 def _result_path(sub, out):
@@ -124,7 +172,7 @@ def _stored(sub, out, digest):
 
 def _store(sub, out, result, digest):
     if sub.note:
-        result["message"] = "; ".join(filter(None, [sub.note, result["message"]]))
+        result["message"] = "; ".join(filter(None, [result["message"], sub.note]))
     result["digest"] = digest
     result_path = _result_path(sub, out)
     result_path.parent.mkdir(parents=True, exist_ok=True)
@@ -134,17 +182,25 @@ def _store(sub, out, result, digest):
     return result
 
 
-def _grader_failed(sub, why):
-    """Never a silent zero: a row that says the grader itself failed (each test 0 of its points)."""
+def _row(sub, status, message):
+    """A row with no grade (each test 0 of its points) that says why; never a silent zero."""
     try:
-        tests = [{"test": notebooks.grade_id(c), "score": 0.0, "max_score": float(c.metadata.nbgrader.points),
-                  "error": None, "hidden": False}
-                 for c in notebooks.tests(notebooks.read(course.source_notebook(sub.assignment)))]
+        tests = notebooks.tests(notebooks.read(course.source_notebook(sub.assignment)))
     except (Exception, SystemExit):  # the source itself is unreadable: a row all the same
         tests = []
-    return {"student_id": sub.student_id, "assignment": sub.assignment, "status": "crashed",
-            "message": why[:400], "score": 0.0, "max_score": sum(t["max_score"] for t in tests), "tests": tests,
-            "notes": []}
+    return _result(sub.student_id, sub.assignment, status, message[:400], source_tests=tests)
+
+
+def _grader_failed(sub, why):
+    return _row(sub, "crashed", why)
+
+
+def _refused(sub):
+    """The row of a folder whose name cannot be a student id: nothing graded, nothing stored."""
+    result = _row(sub, "invalid_id", f"not graded: the folder name {sub.student_id!r} cannot be a student id: "
+                                     f"{sub.refused}; rename the folder and grade again")
+    result["wall_seconds"] = None
+    return result
 
 
 def _graded_path(sub, out):
@@ -152,6 +208,8 @@ def _graded_path(sub, out):
 
 
 def _grade_one(sub, out, slots, options):
+    if sub.refused:
+        return _refused(sub)
     digest = _digest(sub)
     old = _stored(sub, out, digest)
     if old is not None:
@@ -287,6 +345,9 @@ def grade_on_cluster(subs, out, scheduler, progress=None, client=None, **options
     try:
         results, pending = {}, []
         for sub in subs:
+            if sub.refused:
+                results[sub.key] = _refused(sub)
+                continue
             digest = _digest(sub)
             old = _stored(sub, out, digest)
             if old is not None:

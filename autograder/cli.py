@@ -12,7 +12,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import batch, course, gradebook, mutation, notebooks, report
+from . import batch, course, gradebook, mutation, notebooks, report, similarity
 from . import sandbox
 from .grading import grade_notebook
 
@@ -265,9 +265,9 @@ def cmd_grade(args):
             raise SystemExit(f"{src}: expected a folder or a .zip file")
         inbox = tempfile.TemporaryDirectory(prefix="lms-")
         src = batch.unzip(src, Path(inbox.name), tz)
-    subs, skipped = batch.collect(src, assignments, explicit=bool(args.assignment))
-    for line in skipped:
-        print(f"  skipped {line}", file=sys.stderr)
+    subs, unmatched = batch.collect(src, assignments, explicit=bool(args.assignment))
+    for name in unmatched:
+        print(f"  not graded: {name} (not <student_id>_<assignment>.ipynb; listed in the report)", file=sys.stderr)
     if not subs:
         raise SystemExit(f"no submissions found in {args.submissions} "
                          "(expected <student>/<assignment>/<notebook>.ipynb or <student>_<assignment>.ipynb)")
@@ -306,7 +306,8 @@ def cmd_grade(args):
         r["message"] = "; ".join(filter(None, [late, r["message"], note]))
     tables.join()
     gradebook.record(results, out, due.astimezone(timezone.utc).replace(tzinfo=None) if due else None)
-    report.write(results, out)
+    pairs = None if args.no_similarity else similarity.find_pairs(subs, args.threshold)
+    report.write(results, out, unmatched=unmatched, pairs=pairs, threshold=args.threshold)
     batch.nbgrader_feedback(subs, results, out)  # for `nbgrader release_feedback` (exchange submissions only)
     if inbox is not None:
         inbox.cleanup()
@@ -315,6 +316,18 @@ def cmd_grade(args):
     look = sum(1 for r in results if report.needs_a_look(r))
     print(f"wrote {out / 'grades.csv'}, {out / 'scores.csv'}, {out / 'feedback'}/ and {out / 'report.html'} "
           f"({look} submission(s) need a human look); one line per submission in {out / 'grading.log'}")
+    return 0
+
+
+def cmd_similarity(args):
+    assignments = course.pick([args.assignment] if args.assignment else [])
+    subs, _ = batch.collect(Path(args.submissions), assignments, explicit=bool(args.assignment))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    pairs = similarity.find_pairs(subs, args.threshold)
+    similarity.write(pairs, args.threshold, out)
+    print(f"{len(pairs)} pair(s) of answers at least {args.threshold:.0%} alike: {out / 'similarity.html'}, "
+          f"{out / 'similarity.csv'}")
     return 0
 
 
@@ -382,6 +395,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="autograder", description=STUDENT_DOC if STUDENT_BUNDLE else __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     workers = dict(type=int, default=None, help="parallel submissions (default: the number of cores)")
+    similarity_help = (f"share of fingerprints two answers must have in common to be listed as alike "
+                       f"(default {similarity.THRESHOLD})")
 
     p = sub.add_parser("check", help="a student's self-check: run a notebook with its visible tests")
     p.add_argument("notebook")
@@ -416,7 +431,15 @@ def main(argv=None):
         p.add_argument("--scheduler", metavar="ADDRESS",
                        help="grade on this dask.distributed cluster (e.g. tcp://10.0.0.5:8786) instead of local "
                             "processes; --workers is then ignored")
+        p.add_argument("--no-similarity", action="store_true", help="leave out the report's section on answers that look alike")
+        p.add_argument("--threshold", type=float, default=similarity.THRESHOLD, help=similarity_help)
         p.set_defaults(func=cmd_grade)
+        p = sub.add_parser("similarity", help="pairs of students whose answers look alike, per answer cell (for a person to read)")
+        p.add_argument("submissions", help="the folder `grade` takes")
+        p.add_argument("--out", required=True, help="output folder: similarity.html, similarity.csv")
+        p.add_argument("--assignment", help="only this assignment")
+        p.add_argument("--threshold", type=float, default=similarity.THRESHOLD, help=similarity_help)
+        p.set_defaults(func=cmd_similarity)
     args = parser.parse_args(argv)
     return args.func(args) or 0
 

@@ -42,6 +42,8 @@ def record(results, out, duedate=None):
     with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
         notebook_ids = {a: _register(gb, a, duedate) for a in sorted({r["assignment"] for r in results})}
         for r in results:
+            if r["status"] == "invalid_id":
+                continue  # a name the gradebook cannot take: the row is in grades.csv and the report
             assignment, student, nb_id = r["assignment"], r["student_id"], notebook_ids[r["assignment"]]
             gb.update_or_create_student(student)
             try:

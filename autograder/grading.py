@@ -341,7 +341,7 @@ def grade_notebook(student, assignment, path, *, slot, cell_timeout=DEFAULT_CELL
                        f"{Path(path).name} has none of {assignment}'s answer cells: wrong notebook submitted?",
                        source_tests=source_tests)
 
-    graded, notes, edited = notebooks.assemble(source_nb, submitted)
+    graded, notes, edited, unanswered = notebooks.assemble(source_nb, submitted)
     plan = _plan(graded, source_nb)
     events, faults, done, exec_seconds, cpu_used, output_left = [], [], [], 0.0, 0.0, SUBMISSION_OUTPUT_LIMIT
     cell_errors = []  # cells other than tests that raised: none may, in the reference
@@ -480,6 +480,7 @@ def grade_notebook(student, assignment, path, *, slot, cell_timeout=DEFAULT_CELL
                                           ("timeout", found["timeout"]), ("tampered", edited)] if hit), "graded")
     result = _result(student, assignment, status, "; ".join(problems + list(notes)), tests, notes)
     result["cell_errors"] = cell_errors
+    result["unanswered"] = unanswered  # answer cells as released: all of them is a bare release
     result["exec_seconds"] = round(exec_seconds, 3)  # the runner's own time, for benchmarks
     result["cpu_seconds"] = round(cpu_used, 3)
     return result

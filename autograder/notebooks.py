@@ -98,8 +98,9 @@ def assemble(source_nb, submitted_nb):
     """The notebook to grade: the source's cells in the source's order, with the student's answer
     cells and their own free cells, and every test and read-only cell restored from the source.
 
-    Returns (notebook, notes, tampered): notes say what was missing or moved; tampered lists the
-    read-only or test cells whose code differs from what the student was given.
+    Returns (notebook, notes, tampered, unanswered): notes say what was missing or moved; tampered
+    lists the read-only or test cells whose code differs from what the student was given; unanswered
+    the answer cells still as released (or missing).
     """
     release = {grade_id(c): c for c in student_version(source_nb).cells if grade_id(c)}
     submitted_ids = {}
@@ -114,7 +115,7 @@ def assemble(source_nb, submitted_nb):
         elif cell.cell_type == "code":  # free code, or a copy of a graded cell: runs as the student's
             attached[current].append(nbformat.v4.new_code_cell(cell.source))
 
-    notes, tampered = [], []
+    notes, tampered, unanswered = [], [], []
     graded = nbformat.v4.new_notebook(metadata=copy.deepcopy(source_nb.metadata))
     graded.cells.extend(attached[None])
     seen = list(submitted_ids)
@@ -135,6 +136,8 @@ def assemble(source_nb, submitted_nb):
                 new.source = release[gid].source
             else:
                 new.source = mine.source
+            if _same(new.source, release[gid].source):
+                unanswered.append(gid)
         elif is_fixed(cell) and mine is not None and (
                 not _same(mine.source, release[gid].source)
                 or mine.metadata.get("nbgrader", {}).get("points") != cell.metadata.nbgrader.get("points")
@@ -146,7 +149,7 @@ def assemble(source_nb, submitted_nb):
             new.source = mine.source
         graded.cells.append(new)
         graded.cells.extend(attached.get(gid, []))
-    return graded, notes, tampered
+    return graded, notes, tampered, unanswered
 
 
 

@@ -179,8 +179,8 @@ def test_report_lists_exercises_and_who_needs_a_look(graded_class):
     assert (out / "exercises.png").stat().st_size > 1000
     assert "test_double_array" in page and "Needs a human look" in page
     for student in ("erin", "frank", "grace", "heidi", "judy", "kate"):  # every status other than graded
-        assert f"<td>{student}</td>" in page
-    assert "<td>alice</td>" not in page
+        assert f"{student}</a></td>" in page and f"href='feedback/{student}/" in page  # linked to the feedback
+    assert ">alice</a>" not in page
 
 
 def _small_batch(root, folder, students):
@@ -233,15 +233,16 @@ def test_an_lms_zip_of_flat_files(toy_course, tmp_path):
     archive = tmp_path / "download.zip"
     with zipfile.ZipFile(archive, "w") as zf:
         zf.writestr("zoe_00_toy.ipynb", good)
-        zf.writestr(zipfile.ZipInfo("=cmd_00_toy.ipynb"), good)       # not a valid student id: skipped
+        zf.writestr(zipfile.ZipInfo("=cmd_00_toy.ipynb"), good)       # graded: the gradebook takes it; escaped in the CSV
         zf.writestr(zipfile.ZipInfo("../evil_00_toy.ipynb"), good)    # path traversal: ignored
+        zf.writestr("notes_for_grader.txt", "hello")                  # names no student: listed, not graded
     out = tmp_path / "out"
     run = autograder("grade", archive, "--out", out, cwd=toy_course)
     assert run.returncode == 0, run.stderr
-    assert "=cmd_00_toy.ipynb" in run.stderr
+    assert "notes_for_grader.txt" in run.stderr and "notes_for_grader.txt" in (out / "report.html").read_text()
     with open(out / "grades.csv", encoding="utf-8-sig") as handle:
         rows = list(csv.DictReader(handle))
-    assert [(r["student_id"], r["score"], r["status"]) for r in rows] == [("zoe", "5", "graded")]
+    assert [(r["student_id"], r["score"], r["status"]) for r in rows] == [("'=cmd", "5", "graded"), ("zoe", "5", "graded")]
     assert not (tmp_path / "evil_00_toy.ipynb").exists()
 
 
