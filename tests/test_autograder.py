@@ -294,3 +294,27 @@ def test_a_test_that_fails_the_reference_stops_grading_before_anyone_is_graded(t
     assert run.returncode != 0 and "the reference answers do not pass in grading here" in run.stderr, run.stderr
     assert "test_square" in run.stderr and not (out / "grades.csv").exists()
     assert autograder("grade", subs, "--out", out, "--no-canary", cwd=toy_course).returncode == 0
+
+
+def test_similarity_lists_the_pair_that_shares_its_own_code(toy_course, tmp_path):
+    """Two answers that differ only in names are listed side by side; an answer written
+    independently, and the reference's own code, are not."""
+    long_add = ("def add(a, b):\n    total = 0\n    for value in [a, b]:\n        if value is None:\n"
+                "            raise ValueError('no value given')\n        total = total + value\n"
+                "    result = total if total is not None else 0\n    return result\n")
+    renamed = long_add.replace("total", "acc").replace("value", "item").replace("result", "out")
+    other = ("def add(a, b):\n    parts = (a, b)\n    if any(p is None for p in parts):\n"
+             "        raise TypeError('add needs two numbers')\n    return sum(parts[1:], parts[0])\n")
+    source = notebooks.read(toy_course / SOURCE)
+    folder = tmp_path / "submitted"
+    for student, add in {"ann": long_add, "ben": renamed, "cy": other, "dee": None}.items():
+        answers = notebooks.answers(source) if add is None else {**notebooks.answers(source), "add": add}
+        _submit(folder, student, notebooks.fill(_release_nb(toy_course), answers))
+    out = tmp_path / "similar"
+    run = autograder("similarity", folder, "--out", out, cwd=toy_course)
+    assert run.returncode == 0, run.stderr
+    with open(out / "similarity.csv", encoding="utf-8-sig") as handle:
+        rows = [(r["cell"], r["student_a"], r["student_b"]) for r in csv.DictReader(handle)]
+    assert rows == [("add", "ann", "ben")]
+    page = (out / "similarity.html").read_text()
+    assert "<mark>" in page and "never a penalty" in page

@@ -185,3 +185,54 @@ def test_an_unreachable_scheduler_is_a_clear_error(toy_course, tmp_path, monkeyp
     subs = _class(toy_course, tmp_path / "submitted", {"ok": {}})
     with pytest.raises(SystemExit, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         _grade(toy_course, monkeypatch, subs, "--out", tmp_path / "out", "--scheduler", "tcp://127.0.0.1:9")
+
+
+AWKWARD = ["José", "Zoë-ß", "名前", "ana maria", "=cmd", "+1", "00123", "1e5", "TRUE"]   # graded as they are
+REFUSED = {".dotstudent": "hidden folder", " padded": "white space", "x" * 129: "longer than 128"}
+
+
+def test_a_class_of_awkward_folders_gets_one_row_each_locally_and_on_the_cluster(cluster, tmp_path, monkeypatch):
+    """Every folder of the tree ends as exactly one row: unicode, spaces, formula-like and numeric ids
+    graded; names the gradebook cannot take, a .txt instead of the notebook, an empty folder and a loose
+    file each reported; the same rows locally and on the cluster; ids typed as text in grades.xlsx."""
+    from openpyxl import load_workbook
+
+    cluster, client = cluster
+    root = copy_toy_course(tmp_path)
+    subs = _class(root, tmp_path / "submitted", {**{s: {} for s in [*AWKWARD, *REFUSED]}, "bare": None})
+    monkeypatch.chdir(root)  # the course's own stub text
+    release = notebooks.student_version(notebooks.read(root / SOURCE))
+    nbformat.write(release, str(subs / "bare" / "00_toy" / "00_toy.ipynb"))  # handed in untouched
+    (subs / "txt" / "00_toy").mkdir(parents=True)
+    (subs / "txt" / "00_toy" / "answers.txt").write_text("I did it on paper")
+    (subs / "nothing").mkdir()
+    (subs / "notes.pdf").write_bytes(b"%PDF")
+    local, dask_out = tmp_path / "local", tmp_path / "dask"
+    assert _grade(root, monkeypatch, subs, "--out", local, "--workers", 2) == 0
+    assert _grade(root, monkeypatch, subs, "--out", dask_out, "--scheduler", cluster.scheduler_address) == 0
+    for name in ("grades.csv", "scores.csv", "report.html"):
+        assert (dask_out / name).read_bytes() == (local / name).read_bytes(), name
+    assert set(client.run(lambda: len(__import__("autograder.sandbox").sandbox.ForkServer._servers)).values()) == {1}
+
+    rows = _rows(local)
+    folders = [p.name for p in subs.iterdir() if p.is_dir()]
+    assert len(rows) == len(folders) == len(AWKWARD) + len(REFUSED) + 3
+    for student in AWKWARD:
+        shown = "'" + student if student[0] == "=" else student  # a spreadsheet must not run it
+        assert rows[shown][:2] == (5, "graded"), student
+    for student, why in REFUSED.items():
+        score, status, message = rows[student]
+        assert status == "invalid_id" and why in message and "rename the folder" in message, student
+    assert rows["bare"][:2] == (0, "graded")
+    assert rows["txt"][1] == "missing" and "answers.txt" in rows["txt"][2]
+    assert rows["nothing"][1] == "missing" and "empty" in rows["nothing"][2]
+
+    sheet = load_workbook(local / "grades.xlsx").active
+    ids = {c.value: c for c in next(sheet.iter_cols(min_col=1, max_col=1, min_row=2))}
+    for student in [*AWKWARD, *REFUSED]:
+        assert ids[student].data_type == "s", student   # 00123, 1e5, TRUE, =cmd: text, as written
+    page = (local / "report.html").read_text()
+    assert "notes.pdf" in page                                          # a file that names no student
+    assert "no answer changed" in page and "feedback/bare/00_toy.html" in page
+    assert page.count("invalid_id") >= len(REFUSED) and "answers.txt" in page
+    assert "feedback/Jos%C3%A9/00_toy.html" not in page                 # graded in full: not listed
