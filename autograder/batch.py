@@ -1,5 +1,6 @@
 """Grade a class: find the submissions, grade each in its own worker process (or on a Dask
 cluster), write the reports."""
+import ipaddress
 import json
 import os
 import shutil
@@ -319,6 +320,32 @@ def connect(scheduler, timeout=10):
         return Client(scheduler, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise SystemExit(f"cannot reach the Dask scheduler at {scheduler}: {type(exc).__name__}: {exc}")
+
+
+def _http_listening(dask_scheduler=None, dask_worker=None):
+    """Runs on the scheduler or a worker: the addresses its process listens on besides its Dask comm
+    (the HTTP server: dashboard, health, metrics; task names there carry student ids)."""
+    import psutil
+
+    server = dask_scheduler or dask_worker
+    comm_port = int(server.address.rsplit(":", 1)[1])
+    return sorted({(c.laddr.ip, c.laddr.port) for c in psutil.Process().net_connections("inet")
+                   if c.status == psutil.CONN_LISTEN and c.laddr.port != comm_port})
+
+
+def _public(ip):
+    address = ipaddress.ip_address(ip)
+    return address.is_unspecified or address.is_global
+
+
+def http_exposure(client):
+    """Lines for each HTTP server of the cluster that listens beyond loopback and private networks
+    (0.0.0.0, ::, or a public address): empty when every one is bound where the instructor chose."""
+    found = {"the scheduler": client.run_on_scheduler(_http_listening)}
+    for address, listening in client.run(_http_listening).items():
+        found[f"the worker at {address}"] = listening
+    return [f"{who} serves HTTP on {ip}:{port}" for who, listening in found.items() for ip, port in listening
+            if _public(ip)]
 
 
 def cluster_isolation(client):

@@ -280,6 +280,12 @@ def cmd_grade(args):
               f"{sum(w['nthreads'] for w in workers.values())} thread(s)) -> {out}")
         print("isolation of student code on the workers: "
               + (", ".join(f"{how} ({n})" for how, n in sorted(isolation.items())) or "no worker yet"))
+        exposed = batch.http_exposure(client)
+        if exposed:
+            print("WARNING: the cluster's HTTP servers (dashboard, health; task names carry student ids) listen "
+                  "beyond this machine: " + "; ".join(exposed) + ". Start the scheduler with --dashboard-address "
+                  "127.0.0.1:8787 and workers with --host <address> --dashboard-address 127.0.0.1:0 "
+                  "(README, 'Grading on a Dask cluster').", file=sys.stderr)
     else:
         isolation = {sandbox.isolation(): 1}
         print(f"grading {len(subs)} submission(s) with {args.workers or os.cpu_count()} worker(s) -> {out}")

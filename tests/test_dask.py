@@ -236,3 +236,71 @@ def test_a_class_of_awkward_folders_gets_one_row_each_locally_and_on_the_cluster
     assert "no answer changed" in page and "feedback/bare/00_toy.html" in page
     assert page.count("invalid_id") >= len(REFUSED) and "answers.txt" in page
     assert "feedback/Jos%C3%A9/00_toy.html" not in page                 # graded in full: not listed
+
+
+def _readme_cluster_commands():
+    """The README's one-machine cluster commands (scheduler, workers, grade), as written."""
+    import re
+    from conftest import REPO
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"\*\*One machine\*\*.*?```bash\n(.*?)```", text, re.S).group(1)
+    return [line.strip().rstrip("&").strip() for line in block.strip().splitlines()]
+
+
+def _listening(proc):
+    import psutil
+    found = set()
+    for p in [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]:
+        found |= {(c.laddr.ip, c.laddr.port) for c in p.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    return found
+
+
+def test_the_readme_cluster_commands_listen_on_loopback_only(toy_course, tmp_path, monkeypatch, capsys):
+    """Run the README's commands (free ports, 2 worker processes): every socket the scheduler and the
+    workers listen on is on 127.0.0.1, and grading through them warns of nothing; a scheduler started
+    the old way (`--no-dashboard`) serves HTTP on 0.0.0.0, and grade warns."""
+    import shlex
+    import socket
+    import subprocess
+    from conftest import BIN
+
+    scheduler_cmd, worker_cmd, grade_cmd = _readme_cluster_commands()
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    swap = lambda cmd: shlex.split(cmd.replace("8786", str(ports[0])).replace("8787", str(ports[1]))
+                                   .replace("--nworkers 8", "--nworkers 2"))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
+    started = []
+    try:
+        started.append(subprocess.Popen(swap(scheduler_cmd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        started.append(subprocess.Popen(swap(worker_cmd), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        address = f"tcp://127.0.0.1:{ports[0]}"
+        with distributed.Client(address, timeout=120, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=300)
+            listening = set().union(*map(_listening, started))
+            assert len(listening) >= 2 + 2 * 2 and {ip for ip, _ in listening} == {"127.0.0.1"}, listening
+        subs = _class(toy_course, tmp_path / "submitted", {"alice": {}})
+        args = swap(grade_cmd)[2:]
+        args[args.index("submitted")] = subs
+        args[args.index("grading")] = tmp_path / "grading"
+        assert _grade(toy_course, monkeypatch, *args) == 0
+        assert "WARNING" not in capsys.readouterr().err
+        assert _rows(tmp_path / "grading")["alice"][:2] == (5, "graded")
+    finally:
+        for proc in started[::-1]:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+    old = subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(ports[0]),
+                            "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with distributed.Client(f"tcp://127.0.0.1:{ports[0]}", timeout=120, set_as_default=False) as client:
+            from autograder import batch
+            exposed = batch.http_exposure(client)
+        assert exposed and all("0.0.0.0" in line or "::" in line for line in exposed), exposed
+    finally:
+        old.terminate()
+        old.wait(timeout=60)
