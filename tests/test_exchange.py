@@ -43,21 +43,27 @@ def _unreachable_ancestor(path):
     return None
 
 
-PYTHON_HIDDEN_IN = _unreachable_ancestor(sys.base_prefix)
+# The Python installation and this checkout's environment (a clone in a 0700 folder: `mktemp -d`):
+# each folder students must reach to run Python, with the outermost folder above it they cannot enter.
+KEEP = {os.path.realpath(p): _unreachable_ancestor(p) for p in dict.fromkeys([sys.base_prefix, sys.prefix])}
+PYTHON_HIDDEN_IN = sorted({str(cover) for cover in KEEP.values() if cover is not None})
 REAL_USERS = (os.geteuid() == 0 and bool(shutil.which("useradd")) and bool(shutil.which("userdel"))
-              and (PYTHON_HIDDEN_IN is None or bool(shutil.which("unshare"))))
+              and (not PYTHON_HIDDEN_IN or bool(shutil.which("unshare"))))
 
-# Starts a student's process as that user. Where this Python lives in a folder other users cannot
-# enter (a pyenv under /root, as here), it runs in a private mount namespace with a tmpfs over that
-# folder and only the Python installation mounted back, as the grader's sandbox does.
+# Starts a student's process as that user. Where this Python or the checkout's environment lives in a
+# folder other users cannot enter (a pyenv under /root, a clone in a 0700 folder), it runs in a private
+# mount namespace with a tmpfs over each such folder and only the Python installation and the
+# environment mounted back, as the grader's sandbox does.
 LAUNCH = r'''
 import json, os, subprocess, sys
 spec = json.loads(sys.argv[1])
-if spec["cover"]:
-    subprocess.run(["mount", "--bind", spec["keep"], spec["stash"]], check=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", spec["cover"]], check=True)
-    os.makedirs(spec["keep"], exist_ok=True)
-    subprocess.run(["mount", "--move", spec["stash"], spec["keep"]], check=True)
+for keep, stash in spec["keep"]:
+    subprocess.run(["mount", "--bind", keep, stash], check=True)
+for cover in spec["cover"]:
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", cover], check=True)
+for keep, stash in spec["keep"]:
+    os.makedirs(keep, exist_ok=True)
+    subprocess.run(["mount", "--move", stash, keep], check=True)
 os.setgroups([])
 os.setgid(spec["gid"])
 os.setuid(spec["uid"])
@@ -141,11 +147,13 @@ class Student:
         argv = [sys.executable, str(self.world / "student.py"), COURSE]
         if REAL_USERS:
             entry = pwd.getpwnam(self.name)
-            stash = self.world / f".python-{self.name}"
-            stash.mkdir(exist_ok=True)
+            keep = []
+            for i, path in enumerate(p for p, cover in KEEP.items() if cover is not None):
+                stash = self.world / f".python-{self.name}-{i}"
+                stash.mkdir(exist_ok=True)
+                keep.append((path, str(stash)))
             spec = {"uid": entry.pw_uid, "gid": entry.pw_gid, "home": str(self.home), "argv": argv, "env": env,
-                    "cover": str(PYTHON_HIDDEN_IN) if PYTHON_HIDDEN_IN else None,
-                    "keep": os.path.realpath(sys.base_prefix), "stash": str(stash)}
+                    "cover": PYTHON_HIDDEN_IN, "keep": keep}
             argv = [sys.executable, "-c", LAUNCH, json.dumps(spec)]
             if PYTHON_HIDDEN_IN:
                 argv = ["unshare", "--mount", "--propagation", "private", *argv]
