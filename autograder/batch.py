@@ -308,9 +308,23 @@ def grade_task(student, assignment, name, data, source_bytes, options):
     return result, graded
 
 
+def course_code():
+    """{package: (folder, digest of its .py files)} for the code that grades: course_utils (imported
+    by the notebooks) and this package, as this process's environment finds them."""
+    import hashlib
+
+    found = {}
+    for name, folder in (("course_utils", course.course_utils_dir()), ("autograder", Path(__file__).parent)):
+        digest = hashlib.sha256()
+        for path in sorted(Path(folder).rglob("*.py")):
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
+        found[name] = (str(folder), digest.hexdigest()[:16])
+    return found
+
+
 def worker_info():
-    """What a worker reports before grading: how it would isolate student code."""
-    return {"isolation": sandbox.isolation(), "python": sys.version.split()[0]}
+    """What a worker reports before grading: how it would isolate student code, and which code grades."""
+    return {"isolation": sandbox.isolation(), "python": sys.version.split()[0], "code": course_code()}
 
 
 def connect(scheduler, timeout=10):
@@ -348,11 +362,20 @@ def http_exposure(client):
             if _public(ip)]
 
 
-def cluster_isolation(client):
-    """{isolation: number of workers} over the cluster's workers."""
-    counts = {}
-    for info in client.run(worker_info).values():
+def check_workers(client):
+    """{isolation: number of workers} over the cluster's workers; stops the command when a worker's
+    course_utils or autograder differs from this machine's (an older install, an editable install
+    pointing at another checkout): its grades would differ from local ones."""
+    counts, mine, wrong = {}, course_code(), []
+    for address, info in client.run(worker_info).items():
         counts[info["isolation"]] = counts.get(info["isolation"], 0) + 1
+        for name, (folder, digest) in info["code"].items():
+            if digest != mine[name][1]:
+                wrong.append(f"{address}: {name} from {folder} differs from this machine's ({mine[name][0]})")
+    if wrong:
+        raise SystemExit("the workers must grade with the same code as this machine:\n  " + "\n  ".join(wrong)
+                         + "\ninstall the same commit of the course in the workers' environment (pip install "
+                           "--no-deps . from it) and restart them")
     return counts
 
 

@@ -275,7 +275,7 @@ def cmd_grade(args):
     if args.scheduler:  # an existing dask.distributed cluster grades; this process coordinates
         client = batch.connect(args.scheduler)
         workers = client.scheduler_info(n_workers=-1)["workers"]
-        isolation = batch.cluster_isolation(client)
+        isolation = batch.check_workers(client)
         print(f"grading {len(subs)} submission(s) on the Dask cluster at {args.scheduler} ({len(workers)} worker(s), "
               f"{sum(w['nthreads'] for w in workers.values())} thread(s)) -> {out}")
         print("isolation of student code on the workers: "

@@ -304,3 +304,18 @@ def test_the_readme_cluster_commands_listen_on_loopback_only(toy_course, tmp_pat
     finally:
         old.terminate()
         old.wait(timeout=60)
+
+
+def test_a_worker_with_other_course_code_is_refused(cluster, tmp_path, monkeypatch, capsys):
+    """A worker whose course_utils differs from the coordinator's (another install, an editable
+    install pointing at another checkout) would grade differently: the command stops and says where."""
+    from autograder import batch
+
+    cluster, client = cluster
+    root = copy_toy_course(tmp_path)
+    subs = _class(root, tmp_path / "submitted", {"alice": {}})
+    real = batch.course_code
+    monkeypatch.setattr(batch, "course_code", lambda: {**real(), "course_utils": ("/elsewhere/course_utils", "0" * 16)})
+    with pytest.raises(SystemExit, match="course_utils from .* differs from this machine's"):
+        _grade(root, monkeypatch, subs, "--out", tmp_path / "out", "--scheduler", cluster.scheduler_address)
+    assert not (tmp_path / "out" / "grades.csv").exists()
