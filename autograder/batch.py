@@ -89,12 +89,13 @@ def _shown(path, root):
     return path.relative_to(root).as_posix() + ("/" if path.is_dir() else "")
 
 
-def collect(root, assignments, explicit=False):
+def collect(root, assignments, explicit=False, complete=True):
     """Every hand-in under `root`, as (submissions, unmatched): the tree <student>/<assignment>/<notebook>.ipynb,
     or flat files <student>_<assignment>.ipynb (an LMS download).
 
     Every student folder ends as exactly one Submission per assignment graded: `assignments` when
-    `explicit`, else those found anywhere in the tree. A hand-in without a notebook has path None and a
+    `explicit`, else those found anywhere in the tree (not `complete`: only the hand-ins found, for
+    the samples of validate, mutants and demo). A hand-in without a notebook has path None and a
     note naming what was there; a folder whose name cannot be a student id (`id_problem`) is refused.
     `unmatched`: files at the top that name no student and assignment (each listed in the report)."""
     root = Path(root)
@@ -141,6 +142,8 @@ def collect(root, assignments, explicit=False):
             if student in refused:
                 shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in student)  # no raw control bytes
                 subs[(student, assignment)] = Submission(shown, assignment, None, refused=refused[student])
+                continue
+            if not complete and (student, assignment) not in found:
                 continue
             path, note = found.get((student, assignment), (None, ""))
             if path is None:

@@ -202,7 +202,7 @@ def _grade_samples(args, with_mutants):
             if with_mutants and not files:
                 failures.append(f"{assignment}: no mutants in {course.mutants_dir() / assignment}")
             _write_samples(Path(tmp) / "in", assignment, _samples(assignment, files))
-        subs, _ = batch.collect(Path(tmp) / "in", assignments)
+        subs, _ = batch.collect(Path(tmp) / "in", assignments, complete=False)
         progress = Progress(len(subs), "sample")
         try:
             return batch.grade_all(subs, Path(tmp) / "out", workers=args.workers,
@@ -344,7 +344,7 @@ def _canary(assignments, args, client):
     with tempfile.TemporaryDirectory(prefix="canary-") as tmp:
         for assignment in assignments:
             _write_samples(Path(tmp) / "in", assignment, {"reference": _samples(assignment, forged=False)["reference"]})
-        subs, _ = batch.collect(Path(tmp) / "in", assignments)
+        subs, _ = batch.collect(Path(tmp) / "in", assignments, complete=False)
         results = batch.grade_all(subs, Path(tmp) / "out", workers=args.workers, scheduler=args.scheduler,
                                   client=client, cell_timeout=args.cell_timeout, submission_timeout=args.timeout,
                                   memory_mb=args.memory)
@@ -385,7 +385,7 @@ def cmd_demo(args):
         files = _mutant_files(assignment)[:1]
         _write_samples(demo / "submissions", assignment, _samples(assignment, files, forged=False))
     print(f"sample submissions (reference, bare release, a mutant) in {demo / 'submissions'}")
-    subs, _ = batch.collect(demo / "submissions", assignments)
+    subs, _ = batch.collect(demo / "submissions", assignments, complete=False)
     out = demo / "grading"
     results = batch.grade_all(subs, out, workers=args.workers, progress=None)
     gradebook.record(results, out)

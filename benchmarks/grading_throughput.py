@@ -2,6 +2,7 @@
 `autograder grade --workers N`, on the same generated submissions.
 
     python benchmarks/grading_throughput.py [--assignment 01_backprop] [--students 20] [--runs 3] [--workers 2] [--no-nbgrader]
+    python benchmarks/grading_throughput.py --class-size 500 [--assignments 01_backprop 04_rnn 09_rl] [--runs 1]
 
 The submissions are made from the source notebook: the reference answers, the bare release and
 every mutant, cycled to the number of students. Both graders run in the fast profile. Prints
@@ -10,6 +11,10 @@ submission beyond the cells' own run time: the median over submissions, and the 
 time (CLI start, the fork server importing the course's libraries, gradebook, reports: imports
 counted as overhead) shared out over the submissions, workers x wall time minus the cells' run
 time, per submission, split into what is paid once per command and what each submission pays.
+
+With --class-size N: a class of N submissions spread over several assignments (each student hands
+in every one; the autograder only), with the whole report (similarity included): submissions per
+minute and the worker-seconds paid once per command.
 """
 import argparse
 import json
@@ -34,7 +39,7 @@ def make_submissions(assignment, students, folder):
     samples = list(_samples(assignment, _mutant_files(assignment), forged=False).values())
     name = course.source_notebook(assignment).name
     for i in range(students):
-        path = folder / f"student{i:02d}" / assignment / name
+        path = folder / f"student{i:03d}" / assignment / name
         path.parent.mkdir(parents=True)
         nbformat.write(samples[i % len(samples)], str(path))
 
@@ -79,7 +84,11 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--no-nbgrader", action="store_true", help="time the autograder only (no ratio)")
+    parser.add_argument("--class-size", type=int, help="a class of this many submissions over --assignments")
+    parser.add_argument("--assignments", nargs="+", default=["01_backprop", "04_rnn", "09_rl"])
     args = parser.parse_args()
+    if args.class_size:
+        return class_size(args)
     times = {"nbgrader autograde": [], f"autograder --workers {args.workers}": []}
     overheads, amortised = [], []
     print(f"{args.students} submissions of {args.assignment}, {args.runs} runs each, {os.cpu_count()} cores")
@@ -113,6 +122,27 @@ def main():
     print(f"the whole command's overhead shared out, imports included: median {shared:.2f} s per submission; "
           f"of it {fixed:.0f} worker-seconds are paid once per command (CLI, the fork server importing the "
           f"course's libraries, gradebook, reports), so a class of 500 would pay {typical + fixed / 500:.2f} s each")
+
+
+def class_size(args):
+    students = -(-args.class_size // len(args.assignments))
+    total = students * len(args.assignments)
+    print(f"a class of {total} submissions ({students} students x {', '.join(args.assignments)}), "
+          f"{args.workers} workers, {args.runs} run(s), {os.cpu_count()} cores")
+    walls, shared, typical = [], [], []
+    for run in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="class-") as tmp:
+            work = Path(tmp)
+            for assignment in args.assignments:
+                make_submissions(assignment, students, work / "submitted")
+            seconds, overhead, amortised = autograder(work / "submitted", work, args.workers)
+        walls.append(seconds)
+        shared.append(amortised)
+        typical.append(statistics.median(overhead))
+        print(f"  run {run + 1}: {seconds:.1f} s, {total / seconds * 60:.1f} submissions/min")
+    wall, per, own = statistics.median(walls), statistics.median(shared), statistics.median(typical)
+    print(f"median {wall:.1f} s: {total / wall * 60:.1f} submissions/min; overhead beyond the cells' run time: "
+          f"{own:.2f} s per submission (median), {(per - own) * total:.0f} worker-seconds once per command")
 
 
 if __name__ == "__main__":
