@@ -260,3 +260,17 @@ def test_needs_names_the_stubs_a_demo_uses():
     with pytest.raises(Unanswered, match="finish todo, Model above to see this demo"):
         needs(done, todo, model)
     assert Unanswered("x")._render_traceback_() == ["x"]  # IPython shows this line, no traceback
+
+
+def test_plot_history_marks_whole_epochs_only():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_utils import plot_history
+
+    axes = plot_history({"epoch": [1, 2], "train_loss": [2.0, 1.0], "val_acc": [0.5, 0.7]})
+    for ax in axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    plt.close("all")
