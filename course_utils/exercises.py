@@ -1,6 +1,10 @@
 """What a student sees while exercises are still unanswered: one line naming the exercise, not a
 traceback, in the cell that calls it and in the demos and cells that depend on it.
 
+The line a student must act on (the exercise to write, in the cell that called it) is the cell's
+error, which JupyterLab draws in its red error box; the lines that only follow from it (a demo that
+waits for an exercise, a name an earlier cell never defined) are plain text.
+
 An unanswered exercise is the release's stub (nbgrader_config.py's code stub):
 `raise NotImplementedError("<grade_id> is not answered yet: replace this line with your code")`.
 """
@@ -24,10 +28,17 @@ def is_stub(answer):
 
 
 class Unanswered(Exception):
-    """Stops a demo cell with one line (IPython shows no traceback for it)."""
+    """Stops a demo cell with one line (IPython shows no traceback for it; with explain_unanswered it
+    is plain text, not an error box)."""
 
     def _render_traceback_(self):
         return [str(self)]
+
+
+def _as_error(shell, etype, value, tb, line):
+    """Show `line`, in bold, as the cell's error output (the red box), with no traceback."""
+    value._render_traceback_ = lambda: [f"\x1b[1m{line}\x1b[0m"]  # IPython's hook for a custom traceback
+    shell.showtraceback((etype, value, tb))
 
 
 def needs(*answers):
@@ -39,10 +50,11 @@ def needs(*answers):
 
 
 def explain_unanswered(shell=None):
-    """In IPython (JupyterLab): a stub's NotImplementedError prints one line naming the exercise
-    instead of a traceback, and so does a NameError in a later cell while an exercise is unanswered
-    (a name the stopped cell never defined). Any other error keeps its traceback. Outside IPython
-    (plain Python, the grader) nothing changes."""
+    """In IPython (JupyterLab): a stub's NotImplementedError shows one line naming the exercise,
+    as the cell's error (the red box) instead of a traceback; a NameError in a later cell while an
+    exercise is unanswered (a name the stopped cell never defined) and a demo's `needs` print one
+    plain line. Any other error keeps its traceback. Outside IPython (plain Python, the grader)
+    nothing changes."""
     if shell is None and "IPython" in sys.modules:  # never imports IPython itself
         shell = sys.modules["IPython"].get_ipython()
     if shell is None or not hasattr(shell, "set_custom_exc"):
@@ -53,10 +65,12 @@ def explain_unanswered(shell=None):
         name = _stub_name(value)
         if name is not None:
             unanswered.append(name)
-            print(f"{name}{STUB}: write it in its cell above, run that cell, then this one again.")
+            _as_error(shell, etype, value, tb, f"{name}{STUB}: write it in its cell above, run that cell, then this one again.")
+        elif etype is Unanswered:
+            print(value)
         elif etype is NameError and unanswered:
             print(f"NameError: {value}: an earlier cell stopped at an unanswered exercise ({unanswered[-1]}).")
         else:  # IPython shows nothing for a handled exception type unless the handler does
             shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
 
-    shell.set_custom_exc((NotImplementedError, NameError), one_line)
+    shell.set_custom_exc((NotImplementedError, NameError, Unanswered), one_line)

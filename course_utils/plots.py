@@ -2,6 +2,13 @@
 import numpy as np
 
 
+def integer_ticks(ax, axis="x"):
+    """Whole-number ticks only on one axis of `ax` (epochs, steps): no "epoch 1.5" with few epochs."""
+    from matplotlib.ticker import MaxNLocator
+    getattr(ax, f"{axis}axis").set_major_locator(MaxNLocator(integer=True))
+    return ax
+
+
 def plot_history(history, keys=None, ax=None):
     """Learning curves from `fit`'s history: one panel for losses, one for other metrics."""
     import matplotlib.pyplot as plt
@@ -19,6 +26,7 @@ def plot_history(history, keys=None, ax=None):
             panel.plot(epochs, history[key], marker=".", label=key)
         if group:
             panel.set_xlabel("epoch")
+            integer_ticks(panel)
             panel.legend()
             panel.grid(alpha=0.3)
     return axes

@@ -3,13 +3,15 @@
 One JupyterLab server (fast profile) serves the release with the reference answers filled in; for
 every notebook the test opens it, waits for an idle kernel, clicks Run > Run All Cells and checks
 what a student sees: no error output, figures rendered as images, LaTeX typeset by MathJax, every
-ipywidgets control rendered (labels not cut off) and, when moved (a slider by keyboard, a dropdown
-by selection, a checkbox by a click), changing the output it drives. Run All on the bare release of
+ipywidgets control rendered (labels not cut off; a control of a kind the test does not know fails it)
+and, when moved (a slider, selection slider included, by keyboard, a dropdown by selection, a checkbox by
+a click, a text or number box by typing), changing the output it drives; no progress bar ends in tqdm's
+error style (red: a loop that stopped before its total). Run All on the bare release of
 01_backprop stops at the first test, which names the unanswered exercise (its NotImplementedError)
 without a traceback into the harness; a wrong answer then shows the visible test's message. The
 student's JupyterLab has no nbgrader instructor tools; an instructor's has them. Screenshots land in
 browser-screenshots/ (or $BROWSER_SCREENSHOTS) with summary.json: wall and CPU seconds per notebook
-(kernel, server, Chromium), what was checked and moved, stderr seen.
+(kernel, server, Chromium), what was checked and moved, the progress bars that ended red, stderr seen.
 
 Needs Chromium (Debian's package) and Playwright for Python: when Chromium is missing the test
 installs it with apt-get where it runs as root, and skips with the reason otherwise.
@@ -348,14 +350,22 @@ RENDERED = """() => {
       };
     });
     const controls = [];
-    cw.node.querySelectorAll('.jp-Cell-outputArea .jupyter-widgets').forEach(w => {
+    // every widget view that is not a container, an output, a progress bar or static text is a control;
+    // selected by its own class (a SelectionSlider's element is no '.jupyter-widgets')
+    const passive = ['widget-box', 'widget-hbox', 'widget-vbox', 'widget-gridbox', 'widget-output', 'widget-hprogress',
+                     'widget-vprogress', 'widget-label', 'widget-html', 'widget-htmlmath', 'widget-image'];
+    cw.node.querySelectorAll('.jp-Cell-outputArea .widget-inline-hbox, .jp-Cell-outputArea .widget-inline-vbox, ' +
+                             '.jp-Cell-outputArea .widget-slider, .jp-Cell-outputArea .widget-dropdown, ' +
+                             '.jp-Cell-outputArea .widget-checkbox, .jp-Cell-outputArea .widget-text, ' +
+                             '.jp-Cell-outputArea .widget-textarea').forEach(w => {
       const cls = w.classList;
       let kind = null;
       if (cls.contains('widget-slider') && w.querySelector('.noUi-handle')) kind = 'slider';
       else if (cls.contains('widget-dropdown') && w.querySelector('select')) kind = 'dropdown';
       else if (cls.contains('widget-checkbox') && w.querySelector('input[type=checkbox]')) kind = 'checkbox';
-      else if (cls.contains('widget-text') || cls.contains('widget-textarea')) kind = 'text';
-      if (!kind) return;
+      else if ((cls.contains('widget-text') || cls.contains('widget-textarea')) && w.querySelector('input, textarea')) kind = 'text';
+      else if (passive.some(c => cls.contains(c))) return;
+      else kind = 'unknown: ' + Array.from(cls).filter(c => c.startsWith('widget-')).join(' ');
       const label = w.querySelector(':scope > .widget-label');
       const box = w.getBoundingClientRect();
       controls.push({kind, label: label ? label.textContent : '',
@@ -363,6 +373,9 @@ RENDERED = """() => {
                      visible: box.width > 0 && box.height > 0});
     });
     r.controls = controls;
+    // tqdm's notebook bar ends red (bar_style 'danger') when its loop stopped before the total
+    r.redBars = Array.from(cw.node.querySelectorAll('.jp-Cell-outputArea .widget-hprogress')).filter(
+      p => p.querySelector('.progress-bar-danger')).map(p => p.textContent.trim().slice(0, 80));
     return r;
   });
 }"""
@@ -467,12 +480,12 @@ def _wait_for_change(page, index, before, what):
 
 
 def _move_controls(page, index):
-    """Move each slider (keyboard), dropdown (selection) and checkbox (click) of a cell once; the
-    cell's widget output must change each time. Returns what was moved."""
+    """Move each slider (keyboard), dropdown (selection), checkbox (click) and text or number box (typing) of a
+    cell once; the cell's widget output must change each time. Returns what was moved."""
     cell = _cell(page, index)
     moved = []
-    for kind, selector in (("slider", ".jupyter-widgets.widget-slider"), ("dropdown", ".jupyter-widgets.widget-dropdown"),
-                           ("checkbox", ".jupyter-widgets.widget-checkbox")):
+    for kind, selector in (("slider", ".widget-slider"), ("dropdown", ".widget-dropdown"),
+                           ("checkbox", ".widget-checkbox"), ("text", ".widget-text, .widget-textarea")):
         controls = cell.locator(f".jp-Cell-outputArea {selector}")
         for k in range(controls.count()):
             control = controls.nth(k)
@@ -499,8 +512,15 @@ def _move_controls(page, index):
                 assert len(options) > 1, f"cell {index}: {what} has a single option"
                 select.select_option(index=(current + 1) % len(options))
                 what += f" {options[current]!r} -> {options[(current + 1) % len(options)]!r}"
-            else:
+            elif kind == "checkbox":
                 control.locator("input[type=checkbox]").first.click()
+            else:  # a number box gets its value + 1, a text box one more letter; Enter submits
+                box = control.locator("input, textarea").first
+                old = box.input_value()
+                new = (str(float(old or 0) + 1).removesuffix(".0") if box.get_attribute("type") == "number" else old + "a")
+                box.fill(new)
+                box.press("Enter")
+                what += f" {old!r} -> {new!r}"
             _wait_for_change(page, index, before, what)
             moved.append(what)
     return moved
@@ -511,7 +531,8 @@ def _check_rendered(page, state, name):
     deadline = time.monotonic() + 60
     while True:  # images decode and MathJax typesets asynchronously
         rendered = page.evaluate(RENDERED)
-        problems, counts = [], {"images": 0, "math_cells": 0, "latex_outputs": 0, "widget_outputs": 0, "controls": 0}
+        problems, counts = [], {"images": 0, "math_cells": 0, "latex_outputs": 0, "widget_outputs": 0, "controls": 0,
+                                "red_progress_bars": 0}
         for cell, view in zip(state["cells"], rendered):
             where = f"{name} cell {cell['i']}"
             if cell["type"] == "markdown" and MATH.search(cell["source"]):
@@ -546,8 +567,11 @@ def _check_rendered(page, state, name):
                         r"<Figure size [^>]* with \d+ Axes>", str(out["text"]) if isinstance(out["text"], str)
                         else "".join(out["text"])):
                     problems.append(f"{where}: a figure was printed as text instead of drawn")
+            counts["red_progress_bars"] += len(view.get("redBars", []))
             for control in view.get("controls", []):
                 counts["controls"] += 1
+                if control["kind"].startswith("unknown"):
+                    problems.append(f"{where}: a control the test cannot move ({control['kind']}, {control['label']!r})")
                 if not control["visible"]:
                     problems.append(f"{where}: {control['kind']} {control['label']!r} is not visible")
                 if control["cut"]:
@@ -644,6 +668,10 @@ def test_bare_release_shows_the_exercise_to_do(student_lab):
         for out in failed["outputs"]:
             if out["type"] == "error":
                 assert out["ename"] == "NotImplementedError", _errors(state)
+        # the line to act on is the cell's error (JupyterLab's red box), one line, no traceback
+        boxed = [_plain("".join(o["traceback"] or [])) for o in failed["outputs"] if o["type"] == "error"]
+        assert len(boxed) == 1 and name in boxed[0] and "\n" not in boxed[0].strip(), \
+            f"the unanswered exercise should be the cell's one-line error, got {failed['outputs']}"
         shown = _cell(page, tests[0]).locator(".jp-Cell-outputArea").text_content()
         assert "NotImplementedError" in shown or "not answered" in shown, f"the student sees:\n{shown}"
         assert name in shown, f"what the student sees does not name the exercise {name!r}:\n{shown}"
@@ -704,7 +732,7 @@ def test_notebook_in_the_browser(student_lab, assignment):
         phase("checks")
         moved = []
         for view in page.evaluate(RENDERED):
-            if any(c["kind"] in ("slider", "dropdown", "checkbox") for c in view.get("controls", [])):
+            if view.get("controls"):
                 moved += [f"cell {view['i']}: {m}" for m in _move_controls(page, view["i"])]
         state = page.evaluate(STATE)
         errors = _errors(state)
@@ -722,6 +750,8 @@ def test_notebook_in_the_browser(student_lab, assignment):
                                "cpu_s": round(sum(p["cpu_s"] for p in phases.values()), 1),
                                "kernel_cpu_s": round(kernel_cpu, 1), "phases": phases, **counts,
                                "moved": moved, "stderr": stderr}
+        red = [f"cell {view['i']}: {bar!r}" for view in page.evaluate(RENDERED) for bar in view.get("redBars", [])]
+        assert not red, f"{len(red)} progress bar(s) ended in the error style (red):\n" + "\n".join(red)
     except Exception:
         with contextlib.suppress(Exception):
             _screenshot(page, f"{assignment}-FAILED")

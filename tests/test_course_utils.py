@@ -222,15 +222,24 @@ def test_an_unanswered_exercise_shows_one_line_not_a_traceback(capsys):
     from course_utils.exercises import explain_unanswered
 
     shell = InteractiveShell.instance()
+    errors = []  # what the kernel would send as the cell's error output (JupyterLab's red box)
+    shown = shell._showtraceback
+    shell._showtraceback = lambda etype, value, stb: (errors.append((etype, stb)), shown(etype, value, stb))
     try:
         explain_unanswered(shell)
         shell.run_cell(f"def square(x):\n    {STUB.format('square')}\n")
-        shell.run_cell("y = square(2)")
-        out = capsys.readouterr().out
-        assert out.strip() == "square is not answered yet: write it in its cell above, run that cell, then this one again."
-        shell.run_cell("print(y)")  # the knock-on NameError
+        result = shell.run_cell("y = square(2)")
+        line = "square is not answered yet: write it in its cell above, run that cell, then this one again."
+        # the line to act on is the cell's error, in bold, with no traceback; the cell failed (Run All stops)
+        assert errors == [(NotImplementedError, [f"\x1b[1m{line}\x1b[0m"])], errors
+        assert isinstance(result.error_in_exec, NotImplementedError)
+        assert capsys.readouterr().out.strip() == f"\x1b[1m{line}\x1b[0m"
+        shell.run_cell("print(y)")  # the knock-on NameError: plain text, not an error box
         assert capsys.readouterr().out.strip() == (
             "NameError: name 'y' is not defined: an earlier cell stopped at an unanswered exercise (square).")
+        shell.run_cell("from course_utils.exercises import needs\nneeds(square)")  # a demo waiting: plain text too
+        assert capsys.readouterr().out.strip() == "finish square above to see this demo"
+        assert len(errors) == 1, errors
         shell.run_cell("1 / 0")  # any other error keeps its traceback
         assert "ZeroDivisionError" in capsys.readouterr().out
         shell.run_cell("raise NotImplementedError('a library has no such kernel')")
@@ -251,3 +260,17 @@ def test_needs_names_the_stubs_a_demo_uses():
     with pytest.raises(Unanswered, match="finish todo, Model above to see this demo"):
         needs(done, todo, model)
     assert Unanswered("x")._render_traceback_() == ["x"]  # IPython shows this line, no traceback
+
+
+def test_plot_history_marks_whole_epochs_only():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_utils import plot_history
+
+    axes = plot_history({"epoch": [1, 2], "train_loss": [2.0, 1.0], "val_acc": [0.5, 0.7]})
+    for ax in axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    plt.close("all")
