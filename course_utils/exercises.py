@@ -4,6 +4,7 @@ traceback, in the cell that calls it and in the demos and cells that depend on i
 An unanswered exercise is the release's stub (nbgrader_config.py's code stub):
 `raise NotImplementedError("<grade_id> is not answered yet: replace this line with your code")`.
 """
+import dis
 import sys
 
 STUB = " is not answered yet"
@@ -13,6 +14,22 @@ def _stub_name(error):
     """The exercise named by a stub's NotImplementedError, or None for any other error."""
     text = str(error)
     return text.split(STUB)[0] if isinstance(error, NotImplementedError) and STUB in text else None
+
+
+def _left_undefined(shell, tb):
+    """The names that the cell a stub stopped would have assigned at its top level and did not."""
+    while tb is not None and tb.tb_frame.f_globals is not shell.user_ns:
+        tb = tb.tb_next                         # skip IPython's own frames, down to the cell's code
+    if tb is None:
+        return set()
+    stored = {op.argval for op in dis.get_instructions(tb.tb_frame.f_code) if op.opname in ("STORE_NAME", "STORE_GLOBAL")}
+    return stored - set(shell.user_ns)
+
+
+def _blame(error, left_undefined, unanswered):
+    """The exercise(s) whose stopped cell left the name of a NameError undefined; all of them if none did."""
+    blamed = [name for name in dict.fromkeys(unanswered) if getattr(error, "name", None) in left_undefined.get(name, ())]
+    return " or ".join(blamed or dict.fromkeys(unanswered))
 
 
 def is_stub(answer):
@@ -48,14 +65,16 @@ def explain_unanswered(shell=None):
     if shell is None or not hasattr(shell, "set_custom_exc"):
         return
     unanswered = []
+    left_undefined = {}  # exercise -> the names the cells it stopped did not define
 
     def one_line(shell, etype, value, tb, tb_offset=None):
         name = _stub_name(value)
         if name is not None:
+            left_undefined.setdefault(name, set()).update(_left_undefined(shell, tb))
             unanswered.append(name)
             print(f"{name}{STUB}: write it in its cell above, run that cell, then this one again.")
         elif etype is NameError and unanswered:
-            print(f"NameError: {value}: an earlier cell stopped at an unanswered exercise ({unanswered[-1]}).")
+            print(f"NameError: {value}: an earlier cell stopped at an unanswered exercise ({_blame(value, left_undefined, unanswered)}).")
         else:  # IPython shows nothing for a handled exception type unless the handler does
             shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
 

@@ -251,3 +251,23 @@ def test_needs_names_the_stubs_a_demo_uses():
     with pytest.raises(Unanswered, match="finish todo, Model above to see this demo"):
         needs(done, todo, model)
     assert Unanswered("x")._render_traceback_() == ["x"]  # IPython shows this line, no traceback
+
+
+def test_a_name_error_blames_the_exercise_that_left_the_name_undefined(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from course_utils.exercises import explain_unanswered
+
+    shell = InteractiveShell.instance()
+    try:
+        explain_unanswered(shell)
+        for name in ("first", "second"):
+            shell.run_cell(f"def {name}():\n    {STUB.format(name)}\n")
+        shell.run_cell("ready = 1\nvalue, other = first()")
+        shell.run_cell("later = second()")
+        capsys.readouterr()
+        for cell, exercise in [("print(value)", "first"), ("print(later)", "second"), ("print(unknown)", "first or second")]:
+            shell.run_cell(cell)
+            assert capsys.readouterr().out.strip().endswith(f"an earlier cell stopped at an unanswered exercise ({exercise}).")
+    finally:
+        InteractiveShell.clear_instance()
