@@ -8,6 +8,7 @@ waits for an exercise, a name an earlier cell never defined) are plain text.
 An unanswered exercise is the release's stub (nbgrader_config.py's code stub):
 `raise NotImplementedError("<grade_id> is not answered yet: replace this line with your code")`.
 """
+import dis
 import sys
 
 STUB = " is not answered yet"
@@ -17,6 +18,29 @@ def _stub_name(error):
     """The exercise named by a stub's NotImplementedError, or None for any other error."""
     text = str(error)
     return text.split(STUB)[0] if isinstance(error, NotImplementedError) and STUB in text else None
+
+
+def _names_left_undefined(shell, cell):
+    """The names that `cell` assigns at its top level and that do not exist: it stopped before them."""
+    try:
+        code = compile(shell.transform_cell(cell), "<cell>", "exec")
+    except (SyntaxError, ValueError):
+        return set()
+    stored = {op.argval for op in dis.get_instructions(code) if op.opname in ("STORE_NAME", "STORE_GLOBAL")}
+    return stored - set(shell.user_ns)
+
+
+def _culprits(error, left_undefined, unanswered):
+    """The unanswered exercise(s) an error comes from: a stub's own, a demo's `needs`, or for a
+    NameError the exercise whose stopped cell left that name undefined (all of them if none did)."""
+    if _stub_name(error) is not None:
+        return [_stub_name(error)]
+    if isinstance(error, Unanswered):
+        return list(getattr(error, "exercises", []))
+    if isinstance(error, NameError) and unanswered:
+        every = list(dict.fromkeys(unanswered))
+        return [name for name in every if getattr(error, "name", None) in left_undefined.get(name, ())] or every
+    return []
 
 
 def is_stub(answer):
@@ -46,7 +70,9 @@ def needs(*answers):
     (functions or classes) is still the release's stub, before the demo spends time on anything."""
     todo = [answer.__name__ for answer in answers if is_stub(answer)]
     if todo:
-        raise Unanswered(f"finish {', '.join(todo)} above to see this demo")
+        error = Unanswered(f"finish {', '.join(todo)} above to see this demo")
+        error.exercises = todo
+        raise error
 
 
 def explain_unanswered(shell=None):
@@ -60,6 +86,15 @@ def explain_unanswered(shell=None):
     if shell is None or not hasattr(shell, "set_custom_exc"):
         return
     unanswered = []
+    left_undefined = {}  # exercise -> the names that the cells it stopped did not define
+
+    def remember(result):  # after each cell that an unanswered exercise stopped, directly or not
+        error = getattr(result, "error_in_exec", None)
+        for exercise in _culprits(error, left_undefined, unanswered) if error is not None else ():
+            cell = getattr(getattr(result, "info", None), "raw_cell", None) or ""
+            left_undefined.setdefault(exercise, set()).update(_names_left_undefined(shell, cell))
+
+    shell.events.register("post_run_cell", remember)
 
     def one_line(shell, etype, value, tb, tb_offset=None):
         name = _stub_name(value)
@@ -69,7 +104,8 @@ def explain_unanswered(shell=None):
         elif etype is Unanswered:
             print(value)
         elif etype is NameError and unanswered:
-            print(f"NameError: {value}: an earlier cell stopped at an unanswered exercise ({unanswered[-1]}).")
+            exercises = " or ".join(_culprits(value, left_undefined, unanswered))
+            print(f"NameError: {value}: an earlier cell stopped at an unanswered exercise ({exercises}).")
         else:  # IPython shows nothing for a handled exception type unless the handler does
             shell.showtraceback((etype, value, tb), tb_offset=tb_offset)
 

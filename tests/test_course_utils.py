@@ -209,6 +209,29 @@ def test_environment_report_runs():
     assert "torch" in out.stdout and "Device: " in out.stdout and "data FAIL" not in out.stdout
 
 
+def test_a_name_error_blames_the_exercise_that_left_the_name_undefined(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from course_utils.exercises import explain_unanswered
+
+    shell = InteractiveShell.instance()
+    try:
+        explain_unanswered(shell)
+        for name in ("first", "second"):
+            shell.run_cell(f"def {name}():\n    {STUB.format(name)}\n")
+        shell.run_cell("ready = 1\nvalue, other = first()")
+        shell.run_cell("later = second()")
+        shell.run_cell("chained = value + 1")                          # stopped by a NameError that value left
+        shell.run_cell("from course_utils.exercises import needs\nneeds(second)\ndemo = 1")   # a demo waiting for second
+        capsys.readouterr()
+        for cell, exercise in [("print(value)", "first"), ("print(later)", "second"), ("print(chained)", "first"),
+                               ("print(demo)", "second"), ("print(unknown)", "first or second")]:
+            shell.run_cell(cell)
+            assert capsys.readouterr().out.strip().endswith(f"an earlier cell stopped at an unanswered exercise ({exercise}).")
+    finally:
+        InteractiveShell.clear_instance()
+
+
 def test_public_api():
     assert set(course_utils.__all__) <= set(dir(course_utils))
 
