@@ -227,6 +227,8 @@ def fit(model, train_loader, val_loader=None, loss_fn=None, optimizer=None, *, e
                              bad_epochs=bad_epochs, stopped=stop, rng=_rng_state(train_loader))
         if stop:
             print(f"Early stopping after epoch {epoch + 1}: {monitor} has not improved for {patience} epochs")
+            bar.total = bar.n  # an intended stop: the bar ends complete (a notebook bar left short turns red)
+            bar.refresh()
             break
     bar.close()
     if best_state is not None:

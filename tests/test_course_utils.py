@@ -1,4 +1,5 @@
 """Unit tests of course_utils: device choice, profiles, the training loop, checks, data."""
+import io
 import subprocess
 import sys
 
@@ -106,6 +107,29 @@ def test_early_stopping_restores_the_best_weights():
     assert len(history["epoch"]) < 30
     best = min(history["val_loss"])
     assert evaluate(model, val, nn.functional.cross_entropy)["loss"] == pytest.approx(best, rel=1e-5)
+
+
+def test_an_early_stop_ends_the_progress_bar_complete(monkeypatch):
+    """A notebook bar closed short of its total turns red, as if training failed: an intended early
+    stop must leave it complete."""
+    import tqdm as tqdm_module
+    from course_utils import training
+
+    closed = []
+
+    class Recording(tqdm_module.tqdm):
+        def close(self):
+            closed.append((self.n, self.total))
+            super().close()
+
+    monkeypatch.setattr(training, "tqdm", lambda **kw: Recording(**{**kw, "disable": False, "file": io.StringIO()}))
+    seed_everything(0)
+    train, val = _problem()
+    model = _model()
+    history = fit(model, train, val, nn.functional.cross_entropy, torch.optim.SGD(model.parameters(), lr=50.0),
+                  epochs=30, patience=2)
+    assert len(history["epoch"]) < 30
+    assert closed and closed[0][0] == closed[0][1] == len(history["epoch"]) * len(train)
 
 
 def test_autocast_is_never_used_on_cpu(monkeypatch):
