@@ -119,7 +119,7 @@ def collect(root, assignments, explicit=False, complete=True):
             others = []
             for item in sorted(entry.iterdir()):
                 if item.is_dir() and item.name in assignments:
-                    books = sorted(item.glob("*.ipynb"))
+                    books = sorted(p for p in item.glob("*.ipynb") if p.is_file())  # a FIFO would block every read
                     expected = course.source_notebook(item.name).name
                     path = next((p for p in books if p.name == expected), books[0] if books else None)
                     if path is None:
@@ -319,7 +319,7 @@ def course_code():
     found = {}
     for name, folder in (("course_utils", course.course_utils_dir()), ("autograder", Path(__file__).parent)):
         digest = hashlib.sha256()
-        for path in sorted(Path(folder).rglob("*.py")):
+        for path in sorted(Path(folder).glob("*.py")):  # the package's modules (not mutants/, which a wheel may lack)
             digest.update(path.relative_to(folder).as_posix().encode() + b"\0" + path.read_bytes())
         found[name] = (str(folder), digest.hexdigest()[:16])
     return found

@@ -3,13 +3,13 @@
 Fingerprints are copydetect's (tokens with names normalised, k-grams hashed and winnowed, as MOSS
 does). What every student was given or is expected to write is excluded: the release's own text of
 the cell (signature, docstring, stub) and the reference answer's k-grams. A pair is listed when the
-fingerprints left in both answers overlap by at least `threshold` of the smaller answer. A report
+fingerprints left in both answers overlap by at least `threshold` of the smaller answer. Answers
+over ANSWER_LIMIT characters are not compared. A report
 for a person to read, never a penalty: short answers and standard idioms can match by chance.
 """
 import html
 import io
 import itertools
-from collections import Counter
 
 import nbformat
 from copydetect import CodeFingerprint, compare_files
@@ -19,6 +19,8 @@ from . import course, notebooks
 
 K, WINDOW = 15, 4          # noise threshold (tokens) and winnowing window: copydetect's own defaults are 25/1
 THRESHOLD = 0.8          # share of the smaller answer's fingerprints found in the other
+ANSWER_LIMIT = 20_000     # characters: a longer answer is not fingerprinted (this process is not sandboxed;
+                          # tokenizing a megabyte takes seconds, and no exercise needs that much)
 MIN_TOKENS = 30            # answers with fewer fingerprinted tokens left are too short to compare
 
 
@@ -57,6 +59,8 @@ def find_pairs(subs, threshold=THRESHOLD):
         given = _fingerprint(release[gid]).hashes | _fingerprint(reference.get(gid, "")).hashes
         prints = {}
         for student, code in answers.items():
+            if len(code) > ANSWER_LIMIT:
+                continue
             try:
                 fp = _fingerprint(code, given)
             except Exception:  # a tokenizer failure on odd text: that answer is left out
@@ -64,14 +68,14 @@ def find_pairs(subs, threshold=THRESHOLD):
             if fp.token_coverage >= MIN_TOKENS:
                 prints[student] = fp
         # only pairs that share fingerprints at all are compared: an index from hash to students
-        shared = Counter()
+        shared = set()
         holders = {}
         for student, fp in prints.items():
             for h in fp.hashes:
                 holders.setdefault(h, []).append(student)
         for group in holders.values():
             shared.update(itertools.combinations(sorted(group), 2))
-        for (a, b), _ in shared.items():
+        for a, b in sorted(shared):
             overlap, (sim_a, sim_b), (slices_a, slices_b) = compare_files(prints[a], prints[b])
             similarity = float(max(sim_a, sim_b))  # of the smaller answer: a copy padded out still shows
             if overlap and similarity >= threshold:

@@ -307,7 +307,8 @@ def test_similarity_lists_the_pair_that_shares_its_own_code(toy_course, tmp_path
              "        raise TypeError('add needs two numbers')\n    return sum(parts[1:], parts[0])\n")
     source = notebooks.read(toy_course / SOURCE)
     folder = tmp_path / "submitted"
-    for student, add in {"ann": long_add, "ben": renamed, "cy": other, "dee": None}.items():
+    padded = long_add + "# the grader tokenizes this in its own process\n" * 500   # over 20,000 characters
+    for student, add in {"ann": long_add, "ben": renamed, "cy": other, "dee": None, "eve": padded}.items():
         answers = notebooks.answers(source) if add is None else {**notebooks.answers(source), "add": add}
         _submit(folder, student, notebooks.fill(_release_nb(toy_course), answers))
     out = tmp_path / "similar"
@@ -315,6 +316,33 @@ def test_similarity_lists_the_pair_that_shares_its_own_code(toy_course, tmp_path
     assert run.returncode == 0, run.stderr
     with open(out / "similarity.csv", encoding="utf-8-sig") as handle:
         rows = [(r["cell"], r["student_a"], r["student_b"]) for r in csv.DictReader(handle)]
-    assert rows == [("add", "ann", "ben")]
+    assert rows == [("add", "ann", "ben")]  # eve's copy is too long to be compared: not tokenized at all
     page = (out / "similarity.html").read_text()
     assert "<mark>" in page and "never a penalty" in page
+
+
+def test_what_students_control_reaches_the_reports_as_text(toy_course, tmp_path):
+    """A folder name, an error message and copied code are the students' text: report.html,
+    similarity.html and feedback show them escaped, grades.xlsx keeps them as text (no formula)."""
+    from openpyxl import load_workbook
+
+    hostile = "<img src=x onerror=alert(1)>"
+    copied = ("def add(a, b):\n    marker = '</pre><script>alert(2)</script>'\n    total = 0\n"
+              "    for value in [a, b]:\n        if value is None:\n            raise ValueError(marker)\n"
+              "        total = total + value\n    result = total if total is not None else 0\n"
+              "    raise ValueError('<script>alert(3)</script>' + str(result))\n")
+    source = notebooks.read(toy_course / SOURCE)
+    folder = tmp_path / "submitted"
+    for student in (hostile, "=HYPERLINK(\"x\")", "pat"):
+        _submit(folder, student, notebooks.fill(_release_nb(toy_course), {**notebooks.answers(source), "add": copied}))
+    out = tmp_path / "out"
+    run = autograder("grade", folder, "--out", out, cwd=toy_course)
+    assert run.returncode == 0, run.stderr
+    pages = [(out / "report.html").read_text(), *(p.read_text() for p in (out / "feedback").rglob("*.html"))]
+    assert "alert(3)" in pages[0]  # the most common message is shown, as text
+    for page in pages:
+        assert "<script" not in page and "<img src=x" not in page and "</pre><script" not in page
+    assert "pair(s) of answers" in pages[0] and "&lt;/pre&gt;&lt;script&gt;" in pages[0]  # the copies, escaped
+    sheet = load_workbook(out / "grades.xlsx").active
+    assert all(c.data_type != "f" for row in sheet.iter_rows() for c in row)
+    assert "=HYPERLINK(\"x\")" in [c.value for c in next(sheet.iter_cols(min_col=1, max_col=1))]

@@ -206,6 +206,8 @@ def test_a_class_of_awkward_folders_gets_one_row_each_locally_and_on_the_cluster
     (subs / "txt" / "00_toy").mkdir(parents=True)
     (subs / "txt" / "00_toy" / "answers.txt").write_text("I did it on paper")
     (subs / "nothing").mkdir()
+    (subs / "fifo" / "00_toy").mkdir(parents=True)
+    os.mkfifo(subs / "fifo" / "00_toy" / "00_toy.ipynb")  # reading it would block the whole command
     (subs / "notes.pdf").write_bytes(b"%PDF")
     local, dask_out = tmp_path / "local", tmp_path / "dask"
     assert _grade(root, monkeypatch, subs, "--out", local, "--workers", 2) == 0
@@ -216,7 +218,7 @@ def test_a_class_of_awkward_folders_gets_one_row_each_locally_and_on_the_cluster
 
     rows = _rows(local)
     folders = [p.name for p in subs.iterdir() if p.is_dir()]
-    assert len(rows) == len(folders) == len(AWKWARD) + len(REFUSED) + 3
+    assert len(rows) == len(folders) == len(AWKWARD) + len(REFUSED) + 4
     for student in AWKWARD:
         shown = "'" + student if student[0] == "=" else student  # a spreadsheet must not run it
         assert rows[shown][:2] == (5, "graded"), student
@@ -226,6 +228,7 @@ def test_a_class_of_awkward_folders_gets_one_row_each_locally_and_on_the_cluster
     assert rows["bare"][:2] == (0, "graded")
     assert rows["txt"][1] == "missing" and "answers.txt" in rows["txt"][2]
     assert rows["nothing"][1] == "missing" and "empty" in rows["nothing"][2]
+    assert rows["fifo"][1] == "missing" and "00_toy.ipynb" in rows["fifo"][2]
 
     sheet = load_workbook(local / "grades.xlsx").active
     ids = {c.value: c for c in next(sheet.iter_cols(min_col=1, max_col=1, min_row=2))}
