@@ -346,9 +346,12 @@ def grade_notebook(student, assignment, path, *, slot, cell_timeout=DEFAULT_CELL
     events, faults, done, exec_seconds, cpu_used, output_left = [], [], [], 0.0, 0.0, SUBMISSION_OUTPUT_LIMIT
     cell_errors = []  # cells other than tests that raised: none may, in the reference
     modules = sorted(imported_modules(source_nb) | set(modules))
-    names = sorted(judge.student_names(tuple(notebooks.answers(source_nb).values())))
     read_only = [(i, _transform(c.source)) for i, c in enumerate(source_nb.cells)
                  if c.cell_type == "code" and notebooks.is_fixed(c) and not notebooks.is_test(c)]
+    # names only answer cells define; one a read-only cell defines too (`import torch.nn.functional as F`
+    # again in an answer) is the judge's own, as in the source, whichever notebook the answers come from
+    names = sorted(judge.student_names(tuple(notebooks.answers(source_nb).values()))
+                   - judge.student_names(tuple(code for _, code in read_only)))
     session, judge_process = Session(slot, memory_mb, modules), JudgeProcess(modules)
     wall_deadline = time.monotonic() + _backstop(submission_timeout)
 

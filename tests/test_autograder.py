@@ -163,6 +163,19 @@ def test_student_self_check_uses_visible_tests(toy_course, tmp_path):
     assert out.returncode == 1 and "NotImplementedError" in out.stdout
 
 
+def test_an_answer_that_imports_a_setup_name_again_keeps_full_marks_in_check_and_grade(toy_course, tmp_path):
+    """`import numpy as np` again in an answer cell (a common style) rebinds a name the setup cell
+    defines; the tests' own `np` outside `with student:` is the judge's, in the self-check as in grading."""
+    answer = "import numpy as np\n\ndef double_array(x):\n    return np.multiply(x, 2.0)\n"
+    path = _submit(tmp_path / "submitted", "me", _answered(toy_course, double_array=answer))
+    out = autograder("check", path, cwd=toy_course)
+    assert out.returncode == 0 and "visible tests: 5/5" in out.stdout, out.stdout
+    run = autograder("grade", tmp_path / "submitted", "--out", tmp_path / "out", "--no-canary", cwd=toy_course)
+    assert run.returncode == 0, run.stderr
+    with open(tmp_path / "out" / "grades.csv", encoding="utf-8-sig") as handle:
+        assert [(r["score"], r["status"]) for r in csv.DictReader(handle)] == [("5", "graded")]
+
+
 def test_demo_prints_the_grade_table(toy_course):
     out = autograder("demo", "--workers", 2, cwd=toy_course)
     assert out.returncode == 0, out.stderr
